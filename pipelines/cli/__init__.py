@@ -1,0 +1,75 @@
+"""The ``tokenyard`` command line: the only part of the package that prints.
+
+Each subcommand lives in a module of this package that defines ``register(subparsers)``;
+the handler it sets returns an exit status. Errors that tokenyard raises on purpose
+print as one paragraph (``--debug`` shows the traceback); exit status 0 is success,
+1 a failed run, 2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import textwrap
+
+from pipelines.errors import TokenyardError
+
+#: subcommand modules, in the order ``--help`` lists them
+COMMANDS = (
+    "run",
+    "plan",
+    "status",
+    "verify",
+    "train_tokenizer",
+    "kube",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokenyard",
+        description="Turn raw text in object storage into tokenized shards for training.",
+    )
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"pipelines.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"pipelines.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def fail(message: str, code: int) -> int:
+    width = 100
+    print("\n".join(textwrap.wrap("error: " + message, width, break_long_words=False,
+                                  break_on_hyphens=False)), file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = os.environ.get("TOKENYARD_LOGGING_LEVEL", "DEBUG" if args.debug else "WARNING")
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except TokenyardError as err:
+        if args.debug:
+            raise
+        return fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished units are kept; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

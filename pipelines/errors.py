@@ -1,0 +1,174 @@
+"""The one exception tree of tokenyard.
+
+Every error a user can cause or meet is a :class:`TokenyardError`; the CLI prints its
+message as one paragraph and exits with its ``exit_code``. Messages say what was
+expected, what was found, where, and what to do.
+
+::
+
+    TokenyardError                      exit 1 unless stated
+    ├── ConfigError                     exit 2: the job file or command line is wrong
+    │   └── PlanMismatchError           exit 2: the output prefix holds another job's plan
+    ├── InputError                      a bad input record or file (file, line/row, reason)
+    ├── TokenizerError                  the tokenizer file is missing, unreadable or unfit
+    ├── StorageError                    storage failed (URI, operation, endpoint)
+    │   ├── StorageNotFoundError        the object or prefix does not exist
+    │   ├── StorageAccessError          no credentials, or access denied
+    │   └── TransientStorageError       throttling, 5xx, timeouts: retried before raised
+    ├── DatasetError                    a committed dataset fails verification
+    └── RunFailedError                  units failed; the run did not commit
+
+Exceptions carry structured fields and render them in ``__str__``; they pickle, so
+they travel from Dask workers and Spark executors back to the driver unchanged.
+"""
+
+from __future__ import annotations
+
+
+class TokenyardError(Exception):
+    """Base of every error tokenyard raises on purpose."""
+
+    exit_code = 1
+    #: a transient error may succeed if the same unit is tried again
+    transient = False
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.message = message
+        self.hint = hint
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} {self.hint}"
+        return self.message
+
+
+def _rebuild(cls, state):
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("message"), state.get("hint"))
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigError(TokenyardError):
+    """The job file or the command line is wrong."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.source = source
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return where + super().__str__()
+
+
+class PlanMismatchError(ConfigError):
+    """The output prefix holds the plan of a job with a different fingerprint."""
+
+    def __init__(self, output_uri: str, differences: list[str]):
+        self.output_uri = output_uri
+        self.differences = differences
+        listed = "; ".join(differences)
+        super().__init__(
+            f"{output_uri} already holds a different job's plan ({listed}), so this run "
+            "would mix two datasets and was refused.",
+            hint=(
+                "Point output.uri (or --output) at a new prefix, or run again with "
+                "--restart to delete what is under this prefix and start over."
+            ),
+        )
+
+
+class InputError(TokenyardError):
+    """A bad input record or file; names the file, the line or row, and the cause."""
+
+    def __init__(self, source: str, reason: str, *, line: int | None = None,
+                 row: int | None = None, hint: str | None = None):
+        if hint is None:
+            hint = ("To write such records to rejects/ and go on, set on_error: skip in the "
+                    "job file or pass --on-error skip.")
+        self.source = source
+        self.reason = reason
+        self.line = line
+        self.row = row
+        super().__init__(f"{self.location}: {reason}.", hint=hint)
+
+    @property
+    def location(self) -> str:
+        if self.line is not None:
+            return f"{self.source}, line {self.line}"
+        if self.row is not None:
+            return f"{self.source}, row {self.row}"
+        return self.source
+
+
+class TokenizerError(TokenyardError):
+    """The tokenizer file is missing, unreadable, or lacks a token the job needs."""
+
+    exit_code = 2
+
+
+class StorageError(TokenyardError):
+    """Storage failed; carries the URI, the operation and the endpoint, never credentials."""
+
+    def __init__(self, uri: str, operation: str, reason: str, *,
+                 endpoint: str | None = None, hint: str | None = None):
+        self.uri = uri
+        self.operation = operation
+        self.reason = reason
+        self.endpoint = endpoint
+        at = f" at endpoint {endpoint}" if endpoint else ""
+        super().__init__(f"could not {operation} {uri}{at}: {reason}.", hint=hint)
+
+
+class StorageNotFoundError(StorageError):
+    """The object or prefix does not exist."""
+
+    exit_code = 2
+
+
+class StorageAccessError(StorageError):
+    """No credentials were found, or the credentials found may not do this."""
+
+    exit_code = 2
+
+
+class TransientStorageError(StorageError):
+    """Throttling, a server error, a reset or a timeout that outlasted the retries."""
+
+    transient = True
+
+
+class DatasetError(TokenyardError):
+    """A committed dataset does not match its manifest."""
+
+    def __init__(self, output_uri: str, problems: list[str]):
+        self.output_uri = output_uri
+        self.problems = problems
+        super().__init__(
+            f"{output_uri} failed verification with {len(problems)} problem(s): "
+            + "; ".join(problems[:20]) + ("; ..." if len(problems) > 20 else "")
+        )
+
+
+class RunFailedError(TokenyardError):
+    """Units failed; the dataset was not committed. Carries the first failure."""
+
+    def __init__(self, failed_units: list[int], first: BaseException, output_uri: str):
+        self.failed_units = failed_units
+        self.first = first
+        self.output_uri = output_uri
+        n = len(failed_units)
+        super().__init__(
+            f"{n} unit(s) failed and {output_uri} was not committed. First failure: {first}",
+            hint="Units that finished are kept; running the same job again resumes from them.",
+        )
+
+    def __str__(self) -> str:
+        # the first failure carries its own hint already
+        return self.message + " " + (self.hint or "")

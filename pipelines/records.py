@@ -1,0 +1,185 @@
+"""The typed things that flow through the pipeline.
+
+``Plan`` (saved as ``_plan.json``) holds ``WorkUnit``s made of ``Slice``s of input
+files; ``run_unit`` turns one unit into a ``UnitResult`` (saved as its marker); the
+commit step turns all results into the manifest. Everything here is a frozen
+dataclass that round-trips through JSON with sorted keys, so saved files are
+byte-stable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+PLAN_VERSION = 1
+
+
+def dumps(obj: Any) -> bytes:
+    """Canonical JSON: sorted keys, no whitespace variance, UTF-8, trailing newline."""
+    return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input object as listed at plan time."""
+
+    uri: str
+    #: the name relative to the input's base: shown in messages, used in rejects and ids
+    key: str
+    size: int
+    #: ETag on object stores, mtime (ns) on local disks: changes when the content does
+    version: str
+    format: str
+    compression: str | None
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A part of one input file that belongs to a unit.
+
+    For JSONL and text, ``start``/``stop`` are byte offsets: the slice owns every
+    line that *starts* in ``[start, stop)``. For Parquet they are row-group indices
+    and ``first_row`` is the file row number of the first row of ``start``.
+    """
+
+    file: InputFile
+    start: int
+    stop: int
+    first_row: int = 0
+
+    @property
+    def whole_file(self) -> bool:
+        return self.start == 0 and (self.stop >= self.file.size or self.file.format == "text")
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    index: int
+    slices: tuple[Slice, ...]
+    input_bytes: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:06d}"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WorkUnit":
+        return cls(
+            index=d["index"],
+            input_bytes=d["input_bytes"],
+            slices=tuple(
+                Slice(file=InputFile(**s["file"]), start=s["start"], stop=s["stop"],
+                      first_row=s.get("first_row", 0))
+                for s in d["slices"]
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    """Everything ``run_unit`` needs besides the unit: small, picklable, engine-free."""
+
+    fingerprint: str
+    output_uri: str
+    output_format: str
+    storage: dict
+    tokenizer_path: str
+    tokenizer_sha256: str
+    eos: str | None
+    bos: str | None
+    text_field: str
+    id_field: str | None
+    batch_documents: int
+    max_segment_chars: int
+    on_error: str
+
+
+@dataclass(frozen=True)
+class ShardFile:
+    """One file a unit wrote, relative to the output prefix."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What a finished unit reports; its JSON form is the unit's marker."""
+
+    index: int
+    fingerprint: str
+    records: int
+    documents: int
+    tokens: int
+    rejected: int
+    input_bytes: int
+    max_token_id: int
+    files: tuple[ShardFile, ...]
+    rejects: ShardFile | None = None
+    #: set by the driver when the marker was already there; never saved
+    skipped: bool = field(default=False, compare=False)
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        d.pop("skipped")
+        return dumps(d)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UnitResult":
+        names = {f.name for f in fields(cls)} - {"skipped"}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown marker fields {sorted(unknown)}")
+        return cls(
+            **{k: v for k, v in d.items() if k not in ("files", "rejects")},
+            files=tuple(ShardFile(**f) for f in d["files"]),
+            rejects=ShardFile(**d["rejects"]) if d.get("rejects") else None,
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The saved plan: inputs, units, fingerprint and output-shaping options."""
+
+    job: str
+    fingerprint: str
+    options: dict
+    tokenizer: dict
+    inputs: tuple[InputFile, ...]
+    units: tuple[WorkUnit, ...]
+    version: int = PLAN_VERSION
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(u.input_bytes for u in self.units)
+
+    def to_json(self) -> bytes:
+        return dumps({
+            "version": self.version,
+            "job": self.job,
+            "fingerprint": self.fingerprint,
+            "options": self.options,
+            "tokenizer": self.tokenizer,
+            "inputs": [asdict(f) for f in self.inputs],
+            "units": [
+                {"index": u.index, "input_bytes": u.input_bytes,
+                 "slices": [asdict(s) for s in u.slices]}
+                for u in self.units
+            ],
+        })
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "Plan":
+        d = json.loads(raw)
+        return cls(
+            version=d["version"],
+            job=d["job"],
+            fingerprint=d["fingerprint"],
+            options=d["options"],
+            tokenizer=d["tokenizer"],
+            inputs=tuple(InputFile(**f) for f in d["inputs"]),
+            units=tuple(WorkUnit.from_dict(u) for u in d["units"]),
+        )
