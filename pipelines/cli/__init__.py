@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = os.environ.get("TOKENYARD_LOGGING_LEVEL", "DEBUG" if args.debug else "WARNING")
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not args.debug:
+        # Dask logs every worker start and stop at INFO; the progress bar says what matters.
+        # Read when distributed is first imported, here and in worker processes.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        import dask
+
+        dask.config.set({"logging.distributed": os.environ["DASK_LOGGING__DISTRIBUTED"]})
     try:
         return int(args.handler(args) or 0)
     except TokenyardError as err:

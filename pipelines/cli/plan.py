@@ -1,0 +1,53 @@
+"""``tokenyard plan``: what a run would do, without touching anything."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipelines.cli.display import duration, human, human_bytes
+from pipelines.cli.run import add_job_overrides, job_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plan", help="show the work units, bytes and an estimate; writes nothing")
+    add_job_overrides(p)
+    p.add_argument("--units", type=int, default=20, metavar="N",
+                   help="list at most N units (default 20; 0 for all)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    import os
+
+    from pipelines.plan import estimate
+    from pipelines.run import plan_job
+
+    job = job_from_args(args)
+    plan = plan_job(job)
+    workers = job.engine.workers or os.cpu_count() or 1
+    est = estimate(plan, workers)
+    print(f"job {plan.job}  fingerprint {plan.fingerprint[:16]}")
+    print(f"inputs     {len(plan.inputs)} files, {human_bytes(sum(f.size for f in plan.inputs))}")
+    print(f"units      {len(plan.units)} (target {human_bytes(job.plan.target_unit_bytes)} each)")
+    print(f"tokenizer  {plan.tokenizer['name']} (vocab {plan.tokenizer['vocab_size']}, "
+          f"{plan.tokenizer['dtype']}, sha256 {plan.tokenizer['sha256'][:12]})")
+    print(f"output     {job.output.uri} ({job.output.format})")
+    print(f"estimate   ~{human(est['tokens'])} tokens, ~{duration(est['seconds'])} on {workers} "
+          f"workers (rough: {human_bytes(est['text_bytes'])} of text)")
+    shown = plan.units if args.units == 0 else plan.units[:args.units]
+    print()
+    print(f"{'unit':>6}  {'bytes':>10}  slices")
+    for u in shown:
+        parts = []
+        for s in u.slices:
+            if s.whole_file or s.file.compression:
+                parts.append(s.file.key)
+            elif s.file.format == "parquet":
+                parts.append(f"{s.file.key}[row groups {s.start}:{s.stop}]")
+            else:
+                parts.append(f"{s.file.key}[bytes {s.start}:{s.stop}]")
+        listed = ", ".join(parts[:3]) + (f" +{len(parts) - 3} more" if len(parts) > 3 else "")
+        print(f"{u.name:>6}  {human_bytes(u.input_bytes):>10}  {listed}")
+    if len(shown) < len(plan.units):
+        print(f"... {len(plan.units) - len(shown)} more units (--units 0 lists all)")
+    return 0

@@ -1,0 +1,34 @@
+"""``tokenyard status``: units done and pending, counts, and whether it is committed."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipelines.cli.display import human
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="show the state of an output prefix")
+    p.add_argument("output", help="the output URI of a job")
+    p.add_argument("--endpoint-url", help="S3-compatible endpoint (or AWS_ENDPOINT_URL)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from pipelines import storage
+    from pipelines.commit import status
+
+    opts = storage.storage_options(endpoint_url=args.endpoint_url)
+    st = status(args.output.rstrip("/"), opts)
+    if not st.planned:
+        print(f"{st.output_uri}: no tokenyard plan here (nothing has run against this prefix)")
+        return 1
+    state = "committed" if st.committed else ("complete, not committed" if st.pending == 0
+                                              else "in progress or stopped")
+    print(f"{st.output_uri}: job {st.job}, {state}")
+    print(f"  units      {st.done} done, {st.pending} pending, {st.units} in all")
+    print(f"  documents  {st.documents:,} ({human(st.documents)})")
+    print(f"  tokens     {st.tokens:,} ({human(st.tokens)})")
+    print(f"  records    {st.records:,} read, {st.rejected:,} rejected")
+    print(f"  fingerprint {st.fingerprint[:16]}")
+    return 0

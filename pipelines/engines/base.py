@@ -1,0 +1,40 @@
+"""What every engine shares: the outcome of a run and the retry rule.
+
+An engine runs ``task.run_unit`` over pending units and reports each result to a
+progress callback as it finishes. Units that fail with a transient error are tried
+again, up to ``max_attempts``; permanent errors (bad input, a missing tokenizer) stop
+the run after the units already running. Engines hold no pipeline logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipelines.records import UnitResult
+
+
+def retryable(error: BaseException) -> bool:
+    """Transient errors are worth another attempt; everything else is final."""
+    return bool(getattr(error, "transient", False))
+
+
+@dataclass
+class RunOutcome:
+    results: dict[int, UnitResult] = field(default_factory=dict)
+    failures: dict[int, BaseException] = field(default_factory=dict)
+    retries: int = 0
+
+
+@dataclass
+class Attempts:
+    """Counts attempts per unit and decides what to do with a failure."""
+
+    max_attempts: int
+    counts: dict[int, int] = field(default_factory=dict)
+
+    def started(self, index: int) -> int:
+        self.counts[index] = self.counts.get(index, 0) + 1
+        return self.counts[index]
+
+    def should_retry(self, index: int, error: BaseException) -> bool:
+        return retryable(error) and self.counts.get(index, 0) < self.max_attempts

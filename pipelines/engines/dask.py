@@ -1,0 +1,188 @@
+"""Engine ``dask`` (the default): an embedded ``LocalCluster``, a running scheduler, or
+a ``KubeCluster``.
+
+Each unit is one task keyed ``tokenize-NNNNNN-<fingerprint>``, so the dashboard's task
+stream and progress pages show the pipeline's own work. Workers have one thread each
+(one process per core). The scheduler tolerates more worker deaths than Dask's
+default before it gives up on a task (spot capacity), and the driver feeds the
+pipeline's counters to the scheduler, which serves them on its Prometheus endpoint
+(``/metrics``: ``tokenyard_documents_total``, ``tokenyard_tokens_total``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import dask
+from distributed import Client, LocalCluster, as_completed
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from pipelines.config import EngineConfig
+from pipelines.engines.base import Attempts, RunOutcome
+from pipelines.progress import NO_PROGRESS, Progress
+from pipelines.records import UnitOptions, UnitResult, WorkUnit
+from pipelines.task import run_unit
+
+log = logging.getLogger(__name__)
+
+METRICS_TOPIC = "tokenyard-unit"
+#: worker deaths a task survives before the scheduler marks it failed (Dask's default: 3)
+ALLOWED_FAILURES = 12
+WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1"}
+
+
+def task_key(unit: WorkUnit, fingerprint: str, attempt: int = 1) -> str:
+    key = f"tokenize-{unit.name}-{fingerprint[:8]}"
+    return key if attempt == 1 else f"{key}-{attempt}"
+
+
+_COUNTERS: dict | None = None
+
+
+def _counters() -> dict:
+    """Prometheus counters in this process's default registry, created once."""
+    global _COUNTERS
+    if _COUNTERS is None:
+        from prometheus_client import Counter
+
+        def counter(name: str, doc: str):
+            return Counter(f"tokenyard_{name}", doc, ["job"])
+
+        _COUNTERS = {
+            "units": counter("units_done", "work units finished"),
+            "documents": counter("documents", "documents tokenized"),
+            "tokens": counter("tokens", "tokens written"),
+            "input_bytes": counter("input_bytes", "input bytes read"),
+            "rejected": counter("rejected_records", "input records rejected"),
+        }
+    return _COUNTERS
+
+
+class TokenyardMetrics(SchedulerPlugin):
+    """A scheduler plugin that turns unit events into Prometheus counters."""
+
+    name = "tokenyard-metrics"
+    idempotent = True
+
+    def log_event(self, topic: str, msg) -> None:
+        if topic != METRICS_TOPIC or not isinstance(msg, dict):
+            return
+        try:
+            counters = _counters()
+        except ImportError:  # prometheus_client missing on a remote scheduler
+            return
+        job = str(msg.get("job", ""))
+        counters["units"].labels(job).inc()
+        for name in ("documents", "tokens", "input_bytes", "rejected"):
+            counters[name].labels(job).inc(int(msg.get(name, 0)))
+
+
+class DaskEngine:
+    name = "dask"
+
+    def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS, *,
+                 job_name: str = "", cluster=None, cluster_note: str | None = None) -> None:
+        self.config = config
+        self.progress = progress
+        self.job_name = job_name
+        self.attempts = Attempts(config.max_attempts)
+        self.cluster = cluster
+        self._own_cluster = False
+        self._cluster_note = cluster_note
+        self.client: Client | None = None
+        self._config_ctx = None
+
+    def __enter__(self) -> "DaskEngine":
+        self._config_ctx = dask.config.set({
+            "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+            "distributed.nanny.pre-spawn-environ": {
+                **dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV},
+        })
+        self._config_ctx.__enter__()
+        try:
+            if self.cluster is not None:
+                self.client = Client(self.cluster)
+            elif self.config.scheduler_address:
+                self.client = Client(self.config.scheduler_address)
+                self.progress.note(f"Dask scheduler: {self.config.scheduler_address}")
+            else:
+                workers = self.config.workers or os.cpu_count() or 1
+                self.cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    dashboard_address=self.config.dashboard_address,
+                    memory_limit=self.config.memory_per_worker,
+                    scheduler_kwargs={"host": "127.0.0.1"}, host="127.0.0.1")
+                self._own_cluster = True
+                self.client = Client(self.cluster)
+                self.progress.note(f"Dask LocalCluster: {workers} workers, 1 thread each")
+            self.client.register_plugin(TokenyardMetrics())
+            self.progress.note(f"Dask dashboard: {self.client.dashboard_link}")
+            if self._cluster_note:
+                self.progress.note(self._cluster_note)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self._own_cluster and self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+        if self._config_ctx is not None:
+            self._config_ctx.__exit__(None, None, None)
+            self._config_ctx = None
+
+    @property
+    def dashboard_link(self) -> str | None:
+        return self.client.dashboard_link if self.client else None
+
+    def _submit(self, options: UnitOptions, unit: WorkUnit):
+        attempt = self.attempts.started(unit.index)
+        return self.client.submit(run_unit, options, unit,
+                                  key=task_key(unit, options.fingerprint, attempt), pure=False)
+
+    def _report(self, result: UnitResult) -> None:
+        self.client.log_event(METRICS_TOPIC, {
+            "job": self.job_name, "documents": result.documents, "tokens": result.tokens,
+            "input_bytes": result.input_bytes, "rejected": result.rejected})
+
+    def run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
+        outcome = RunOutcome()
+        by_index = {u.index: u for u in units}
+        futures = {}
+        for unit in units:
+            futures[unit.index] = self._submit(options, unit)
+        index_of = {f.key: i for i, f in futures.items()}
+        pending = as_completed(list(futures.values()))
+        stop = False
+        for future in pending:
+            index = index_of[future.key]
+            if future.status == "finished":
+                result = future.result()
+                outcome.results[index] = result
+                self._report(result)
+                self.progress.unit_done(result)
+                future.release()
+                continue
+            if future.status == "cancelled":
+                continue
+            error = future.exception()
+            future.release()
+            if not stop and self.attempts.should_retry(index, error):
+                outcome.retries += 1
+                self.progress.unit_retry(index, self.attempts.counts[index], error)
+                retry = self._submit(options, by_index[index])
+                index_of[retry.key] = index
+                pending.add(retry)
+                continue
+            outcome.failures[index] = error
+            if not stop:
+                stop = True
+                log.info("unit %06d failed for good; cancelling units not started", index)
+                waiting = [f for f in futures.values() if f.status == "pending"]
+                self.client.cancel(waiting)
+        return outcome

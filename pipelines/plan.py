@@ -1,0 +1,218 @@
+"""Inputs to sorted, stable work units and the job's fingerprint.
+
+Units depend only on the inputs and the options, never on engines or worker counts:
+uncompressed JSONL and text larger than ``target_unit_bytes`` are cut at byte offsets
+(the reader aligns each cut to the next line start), Parquet at row groups; small files
+are coalesced in key order up to the target; a compressed file is one unit.
+
+The fingerprint hashes everything that changes output bytes: the inputs (key, size,
+ETag/mtime), the tokenizer's bytes and the output-shaping options. It leaves out the
+engine, worker counts, retries and the paths of the tokenizer and the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import posixpath
+from dataclasses import asdict, dataclass
+
+from pipelines import storage
+from pipelines.config import JobConfig
+from pipelines.errors import ConfigError, InputError, StorageNotFoundError
+from pipelines.records import InputFile, Plan, Slice, WorkUnit, dumps
+
+log = logging.getLogger(__name__)
+
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+FORMAT_SUFFIXES = {
+    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+    ".parquet": "parquet", ".pq": "parquet",
+    ".txt": "text", ".text": "text", ".md": "text",
+}
+#: rough planning figures for `tokenyard plan`: bytes of UTF-8 text per token, and a
+#: per-core tokenizer rate (GPT-2 BPE, measured by benchmarks/throughput.py)
+ESTIMATE_BYTES_PER_TOKEN = 4.3
+ESTIMATE_TOKENS_PER_CORE_S = 1.0e6
+ESTIMATE_COMPRESSION_RATIO = 4.0
+
+
+def detect(key: str, declared: str) -> tuple[str, str | None]:
+    """The (format, compression) of an input file from its name and the job's format."""
+    name = posixpath.basename(key).lower()
+    stem, ext = posixpath.splitext(name)
+    compression = COMPRESSION_SUFFIXES.get(ext)
+    if compression:
+        name = stem
+    if declared != "auto":
+        fmt = declared
+    else:
+        fmt = FORMAT_SUFFIXES.get(posixpath.splitext(name)[1])
+        if fmt is None:
+            raise ConfigError(
+                f"cannot tell the format of input {key} from its name.",
+                hint="Set input.format to jsonl, parquet or text, or use the suffixes "
+                     ".jsonl, .jsonl.gz, .jsonl.zst, .parquet, .txt.")
+    if fmt == "parquet" and compression:
+        raise ConfigError(f"input {key} is a compressed Parquet file ({compression}).",
+                          hint="Parquet compresses its own pages; store it uncompressed.")
+    return fmt, compression
+
+
+@dataclass(frozen=True)
+class _Piece:
+    slice: Slice
+    weight: int
+    splittable_alone: bool  # True: must be a unit of its own
+
+
+def _parquet_pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piece]:
+    import pyarrow.parquet as pq
+
+    try:
+        with storage.open_input(f.uri, storage_opts) as fh:
+            meta = pq.ParquetFile(fh).metadata
+    except (OSError, ValueError) as err:
+        if isinstance(err, OSError) and not type(err).__module__.startswith("pyarrow"):
+            raise storage.translate_error(err, f.uri, "read", storage_opts) from err
+        raise InputError(f.key, f"not a readable Parquet file ({err})",
+                         hint="Check the file, or exclude it from input.uri.") from None
+    groups = [(i, meta.row_group(i).num_rows, meta.row_group(i).total_byte_size)
+              for i in range(meta.num_row_groups)]
+    if f.size <= target or len(groups) <= 1:
+        return [_Piece(Slice(f, 0, max(len(groups), 1), 0), f.size, False)]
+    pieces, start, first_row, rows, acc = [], 0, 0, 0, 0
+    for i, n, nbytes in groups:
+        if acc and acc + nbytes > target:
+            pieces.append(_Piece(Slice(f, start, i, first_row), acc, True))
+            start, first_row, acc = i, rows, 0
+        acc += nbytes
+        rows += n
+    pieces.append(_Piece(Slice(f, start, len(groups), first_row), acc, True))
+    return pieces
+
+
+def _pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piece]:
+    if f.compression:
+        return [_Piece(Slice(f, 0, f.size), f.size, True)]
+    if f.format == "parquet":
+        return _parquet_pieces(f, target, storage_opts)
+    if f.format == "jsonl" and f.size > target:
+        n = math.ceil(f.size / target)
+        cuts = [f.size * i // n for i in range(n + 1)]
+        return [_Piece(Slice(f, a, b), b - a, True) for a, b in zip(cuts, cuts[1:])]
+    return [_Piece(Slice(f, 0, f.size), f.size, False)]
+
+
+def cut_units(files: list[InputFile], target: int, storage_opts: dict) -> tuple[WorkUnit, ...]:
+    units: list[WorkUnit] = []
+    group: list[_Piece] = []
+
+    def flush() -> None:
+        if group:
+            units.append(WorkUnit(len(units), tuple(p.slice for p in group),
+                                  sum(p.weight for p in group)))
+            group.clear()
+
+    for f in files:
+        for piece in _pieces(f, target, storage_opts):
+            if piece.splittable_alone:
+                flush()
+                group.append(piece)
+                flush()
+                continue
+            if group and sum(p.weight for p in group) + piece.weight > target:
+                flush()
+            group.append(piece)
+    flush()
+    return tuple(units)
+
+
+def output_options(job: JobConfig) -> dict:
+    """The options that shape output bytes, and only those."""
+    return {
+        "input_format": job.input.format,
+        "text_field": job.input.text_field,
+        "id_field": job.input.id_field,
+        "eos": job.tokenizer.eos,
+        "bos": job.tokenizer.bos,
+        "max_segment_chars": job.tokenizer.max_segment_chars,
+        "output_format": job.output.format,
+        "target_unit_bytes": job.plan.target_unit_bytes,
+    }
+
+
+def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str, options: dict) -> str:
+    identity = {
+        "inputs": [[f.key, f.size, f.version, f.format, f.compression] for f in inputs],
+        "tokenizer_sha256": tokenizer_sha256,
+        "options": options,
+    }
+    return hashlib.sha256(dumps(identity)).hexdigest()
+
+
+def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
+    try:
+        listed = storage.list_files(job.input.uri, storage_opts)
+    except StorageNotFoundError:
+        listed = []
+    if not listed:
+        raise StorageNotFoundError(
+            job.input.uri, "list", "no input files match", endpoint=storage.endpoint_of(
+                job.input.uri, storage_opts),
+            hint="Check input.uri (globs such as **/*.jsonl.zst are allowed), and that the "
+                 "bucket and prefix exist.")
+    files = []
+    for item in listed:
+        fmt, compression = detect(item.key, job.input.format)
+        files.append(InputFile(uri=item.uri, key=item.key, size=item.size,
+                               version=item.version, format=fmt, compression=compression))
+    return tuple(files)
+
+
+def make_plan(job: JobConfig, tokenizer: dict, storage_opts: dict) -> Plan:
+    """Plan a job: ``tokenizer`` describes the tokenizer file (name, sha256, vocab)."""
+    inputs = list_inputs(job, storage_opts)
+    options = output_options(job)
+    units = cut_units(list(inputs), job.plan.target_unit_bytes, storage_opts)
+    fp = fingerprint(inputs, tokenizer["sha256"], options)
+    log.info("planned %d units over %d inputs, fingerprint %s", len(units), len(inputs), fp[:12])
+    return Plan(job=job.name, fingerprint=fp, options=options, tokenizer=tokenizer,
+                inputs=inputs, units=units)
+
+
+def differences(saved: Plan, new: Plan) -> list[str]:
+    """What changed between a saved plan and a new one, in words a user can act on."""
+    out = []
+    if saved.tokenizer.get("sha256") != new.tokenizer.get("sha256"):
+        out.append(f"the tokenizer differs (saved sha256 {saved.tokenizer.get('sha256', '?')[:12]}, "
+                   f"now {new.tokenizer.get('sha256', '?')[:12]})")
+    for key in sorted(set(saved.options) | set(new.options)):
+        if saved.options.get(key) != new.options.get(key):
+            out.append(f"option {key} was {saved.options.get(key)!r}, now {new.options.get(key)!r}")
+    old_in = {f.key: f for f in saved.inputs}
+    new_in = {f.key: f for f in new.inputs}
+    added = sorted(set(new_in) - set(old_in))
+    gone = sorted(set(old_in) - set(new_in))
+    changed = sorted(k for k in set(old_in) & set(new_in)
+                     if asdict(old_in[k]) != asdict(new_in[k]))
+    for label, keys in (("new inputs", added), ("inputs gone", gone), ("inputs changed", changed)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            out.append(f"{label}: {', '.join(keys[:3])}{more}")
+    return out or ["the fingerprint differs"]
+
+
+def estimate(plan: Plan, workers: int) -> dict:
+    """Rough tokens and seconds for `tokenyard plan`; labelled as an estimate there."""
+    text_bytes = 0.0
+    for unit in plan.units:
+        for s in unit.slices:
+            size = (s.stop - s.start) if s.file.format != "parquet" else s.file.size
+            if s.file.format == "parquet" and len(unit.slices) == 1 and s.stop - s.start:
+                size = unit.input_bytes
+            text_bytes += size * (ESTIMATE_COMPRESSION_RATIO if s.file.compression else 1.0)
+    tokens = text_bytes / ESTIMATE_BYTES_PER_TOKEN
+    seconds = tokens / (ESTIMATE_TOKENS_PER_CORE_S * max(workers, 1))
+    return {"tokens": int(tokens), "seconds": seconds, "text_bytes": int(text_bytes)}

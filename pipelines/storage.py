@@ -1,0 +1,446 @@
+"""The storage boundary: fsspec/s3fs filesystems, listing, atomic writes, retries.
+
+Everything above this module speaks in URIs (``s3://bucket/key``, ``file:///x``, plain
+paths) and tokenyard errors; backend exceptions (botocore, aiohttp, OSError) are
+translated here, once, by error code and type, never by message text.
+
+Writes become visible only when cleanly closed: a local file is written beside its
+final name and renamed; an S3 object is a single PUT or a multipart upload completed
+on success and aborted on failure, so a killed writer leaves nothing visible.
+Credentials are never passed here: s3fs finds them through the standard AWS chain.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from pipelines.errors import (
+    StorageAccessError,
+    StorageError,
+    StorageNotFoundError,
+    TokenyardError,
+    TransientStorageError,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: multipart part size: 10,000 parts (the S3 limit) of 64 MiB allow 625 GiB per object
+DEFAULT_PART_BYTES = 64 * 2**20
+S3_MAX_PARTS = 10_000
+#: suffix of in-progress local files; never a final name
+TMP_MARKER = ".tmp-"
+
+#: S3 error codes worth another attempt
+TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+    "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed",
+    "500", "502", "503", "504",
+})
+ACCESS_CODES = frozenset({
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+    "InvalidToken", "AllAccessDisabled", "403",
+})
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries for whole-object operations, on transient errors only.
+
+    s3fs and botocore retry single requests already; this covers what outlasts them
+    (a dropped connection mid-transfer, a burst of throttling).
+    """
+
+    attempts: int = 5
+    base_delay_s: float = 0.5
+    max_delay_s: float = 20.0
+
+    def call(self, fn: Callable[[], T], *, uri: str, operation: str,
+             storage: dict | None = None) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn()
+            except Exception as err:  # translated below, re-raised as tokenyard errors
+                translated = translate_error(err, uri, operation, storage)
+                if not translated.transient or attempt == self.attempts:
+                    raise translated from err
+                delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+                delay *= 0.5 + random.random() / 2
+                log.info("%s %s failed (%s); retry %d/%d in %.1fs", operation, uri,
+                         translated.reason, attempt, self.attempts - 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+# -- filesystems ------------------------------------------------------------------
+
+
+def storage_options(endpoint_url: str | None = None, region: str | None = None,
+                    anon: bool = False, profile: str | None = None) -> dict:
+    """The plain, picklable storage settings that travel to workers (no credentials)."""
+    return {"endpoint_url": endpoint_url, "region": region, "anon": anon, "profile": profile}
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def endpoint_of(uri: str, storage: dict | None) -> str | None:
+    if is_local(uri):
+        return None
+    storage = storage or {}
+    return storage.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or \
+        os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _fs_kwargs(uri: str, storage: dict | None) -> dict:
+    storage = storage or {}
+    protocol = uri.split("://", 1)[0] if "://" in uri else "file"
+    if protocol in ("s3", "s3a"):
+        client_kwargs = {}
+        if storage.get("endpoint_url"):
+            client_kwargs["endpoint_url"] = storage["endpoint_url"]
+        if storage.get("region"):
+            client_kwargs["region_name"] = storage["region"]
+        kwargs = {
+            "client_kwargs": client_kwargs,
+            "config_kwargs": {
+                "retries": {"max_attempts": 6, "mode": "adaptive"},
+                "connect_timeout": 10,
+                "read_timeout": 60,
+            },
+            "use_listings_cache": False,
+        }
+        if storage.get("anon"):
+            kwargs["anon"] = True
+        if storage.get("profile"):
+            kwargs["profile"] = storage["profile"]
+        return kwargs
+    if protocol == "file":
+        return {"auto_mkdir": True}
+    return {}
+
+
+def get_fs(uri: str, storage: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for a URI and the path within it."""
+    if uri.startswith("s3a://"):
+        uri = "s3://" + uri[len("s3a://"):]
+    try:
+        return url_to_fs(uri, **_fs_kwargs(uri, storage))
+    except ImportError as err:
+        raise StorageError(uri, "open", f"no filesystem for this protocol ({err})",
+                           hint="Install the fsspec backend for it, e.g. s3fs for s3://.") from None
+
+
+def join(prefix: str, *parts: str) -> str:
+    return "/".join([prefix.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def _uri_of(fs: fsspec.AbstractFileSystem, path: str, like: str) -> str:
+    if is_local(like):
+        return path
+    return fs.unstrip_protocol(path)
+
+
+# -- error translation ------------------------------------------------------------
+
+
+def _error_code(err: BaseException) -> str | None:
+    """The S3 error code behind an exception, following its causes."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            if code:
+                return str(code)
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status:
+                return str(status)
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _is_transient_type(err: BaseException) -> bool:
+    names = {c.__name__ for c in type(err).__mro__}
+    transient = {
+        "EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError",
+        "ReadTimeoutError", "ResponseStreamingError", "IncompleteReadError",
+        "ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError",
+        "ClientOSError", "ServerTimeoutError", "ConnectionError", "TimeoutError",
+        "ProtocolError", "HTTPClientError",
+    }
+    if names & transient:
+        return True
+    return isinstance(err, OSError) and err.errno in (
+        errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE)
+
+
+def _is_credentials_error(err: BaseException) -> bool:
+    names = {c.__name__ for c in type(err).__mro__}
+    return bool(names & {"NoCredentialsError", "PartialCredentialsError",
+                         "CredentialRetrievalError", "ProfileNotFound"})
+
+
+def translate_error(err: BaseException, uri: str, operation: str,
+                    storage: dict | None = None) -> TokenyardError:
+    """Map a backend exception to the tokenyard error tree."""
+    if isinstance(err, TokenyardError):
+        return err
+    endpoint = endpoint_of(uri, storage)
+    chain: list[BaseException] = []
+    cur: BaseException | None = err
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    if any(_is_credentials_error(e) for e in chain):
+        return StorageAccessError(
+            uri, operation, "no AWS credentials were found", endpoint=endpoint,
+            hint="Credentials come from the standard AWS chain: environment variables, "
+                 "a profile (storage.profile or AWS_PROFILE), or the pod's role (IRSA/Pod "
+                 "Identity); set storage.anon: true for public buckets.")
+    code = _error_code(err)
+    if code in ACCESS_CODES or (code is None and isinstance(err, PermissionError)):
+        return StorageAccessError(
+            uri, operation, f"access denied ({code or 'permission error'})", endpoint=endpoint,
+            hint="Check that the role or credentials in use may do this on that bucket "
+                 "and prefix (see cluster_specs/ for the policy the pipeline needs).")
+    if code in NOT_FOUND_CODES or (code is None and isinstance(err, FileNotFoundError)):
+        return StorageNotFoundError(uri, operation, "it does not exist", endpoint=endpoint)
+    if code in TRANSIENT_CODES or any(_is_transient_type(e) for e in chain):
+        reason = f"{code or type(err).__name__}: the service is throttling, failing or unreachable"
+        return TransientStorageError(
+            uri, operation, reason, endpoint=endpoint,
+            hint="This was retried with backoff; check the endpoint and the network, then "
+                 "run again: finished units are kept.")
+    detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    return StorageError(uri, operation, detail, endpoint=endpoint)
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+def read_bytes(uri: str, storage: dict | None = None, *,
+               retry: RetryPolicy = DEFAULT_RETRY) -> bytes:
+    fs, path = get_fs(uri, storage)
+    return retry.call(lambda: fs.cat_file(path), uri=uri, operation="read", storage=storage)
+
+
+def open_input(uri: str, storage: dict | None = None, compression: str | None = None):
+    """A binary file object for reading (decompressing ``gzip``/``zstd`` on the fly)."""
+    fs, path = get_fs(uri, storage)
+    try:
+        return fs.open(path, "rb", compression=compression)
+    except Exception as err:
+        raise translate_error(err, uri, "open", storage) from err
+
+
+def exists(uri: str, storage: dict | None = None) -> bool:
+    fs, path = get_fs(uri, storage)
+    return DEFAULT_RETRY.call(lambda: fs.exists(path), uri=uri, operation="check",
+                              storage=storage)
+
+
+def size_of(uri: str, storage: dict | None = None) -> int | None:
+    """The object's size, or None when it does not exist."""
+    fs, path = get_fs(uri, storage)
+
+    def info():
+        try:
+            return fs.info(path)["size"]
+        except FileNotFoundError:
+            return None
+
+    return DEFAULT_RETRY.call(info, uri=uri, operation="stat", storage=storage)
+
+
+@dataclass(frozen=True)
+class Listed:
+    uri: str
+    key: str
+    size: int
+    version: str
+
+
+def _glob_base(path: str) -> str:
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if any(ch in part for ch in "*?["):
+            return "/".join(parts[:i])
+    return path
+
+
+def _version(info: dict) -> str:
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return str(etag).strip('"')
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    if isinstance(mtime, (int, float)):
+        return str(int(mtime * 1e9))
+    return str(mtime or "")
+
+
+def _hidden(key: str) -> bool:
+    return any(part.startswith((".", "_")) for part in key.split("/"))
+
+
+def list_files(uri: str, storage: dict | None = None) -> list[Listed]:
+    """Files under a URI (a file, a prefix, or a glob), sorted by key.
+
+    Names starting with ``.`` or ``_`` (markers such as ``_SUCCESS``, temporaries) are
+    skipped, as Spark and Hadoop do.
+    """
+    fs, path = get_fs(uri, storage)
+    glob = any(ch in path for ch in "*?[")
+
+    def listing() -> tuple[str, dict]:
+        if glob:
+            return _glob_base(path), fs.glob(path, detail=True)
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            return path, {}
+        if info["type"] == "directory":
+            return path, fs.find(path, detail=True)
+        return path.rsplit("/", 1)[0], {path: info}
+
+    base, found = DEFAULT_RETRY.call(listing, uri=uri, operation="list", storage=storage)
+    base = base.rstrip("/")
+    out = []
+    for p, info in sorted(found.items()):
+        if info.get("type", "file") != "file":
+            continue
+        key = p[len(base) + 1:] if p.startswith(base + "/") else p.rsplit("/", 1)[-1]
+        if _hidden(key):
+            continue
+        out.append(Listed(uri=_uri_of(fs, p, uri), key=key, size=int(info["size"]),
+                          version=_version(info)))
+    return out
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+class HashingWriter:
+    """A write-only file that counts and hashes what passes through it."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._sha.update(view)
+        self._f.write(view)
+        self.size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+
+@contextmanager
+def atomic_writer(uri: str, storage: dict | None = None, *,
+                  part_bytes: int = DEFAULT_PART_BYTES) -> Iterator[HashingWriter]:
+    """Write an object that becomes visible only if the block exits cleanly."""
+    fs, path = get_fs(uri, storage)
+    try:
+        if is_local(uri):
+            parent = os.path.dirname(path)
+            os.makedirs(parent, exist_ok=True)
+            tmp = os.path.join(parent, f".{os.path.basename(path)}{TMP_MARKER}{uuid.uuid4().hex}")
+            with open(tmp, "wb") as f:
+                try:
+                    writer = HashingWriter(f)
+                    yield writer
+                    f.flush()
+                    os.fsync(f.fileno())
+                except BaseException:
+                    f.close()
+                    os.unlink(tmp)
+                    raise
+            os.replace(tmp, path)
+            return
+        f = fs.open(path, "wb", block_size=part_bytes, autocommit=False)
+        try:
+            writer = HashingWriter(f)
+            yield writer
+            f.close()
+            f.commit()
+        except BaseException:
+            try:
+                f.discard()
+            except Exception:  # the upload may never have started
+                log.debug("discarding %s failed", uri, exc_info=True)
+            raise
+    except TokenyardError:
+        raise
+    except Exception as err:
+        raise translate_error(err, uri, "write", storage) from err
+
+
+def write_bytes(uri: str, data: bytes, storage: dict | None = None, *,
+                retry: RetryPolicy = DEFAULT_RETRY) -> None:
+    """Write a small object atomically (one PUT, or a local rename)."""
+    fs, path = get_fs(uri, storage)
+    if is_local(uri):
+        def put():
+            with atomic_writer(uri, storage) as w:
+                w.write(data)
+    else:
+        def put():
+            fs.pipe_file(path, data)
+    retry.call(put, uri=uri, operation="write", storage=storage)
+
+
+def remove(uri: str, storage: dict | None = None, *, recursive: bool = False) -> None:
+    fs, path = get_fs(uri, storage)
+
+    def rm():
+        try:
+            fs.rm(path, recursive=recursive)
+        except FileNotFoundError:
+            pass
+
+    DEFAULT_RETRY.call(rm, uri=uri, operation="delete", storage=storage)
+
+
+def list_names(prefix: str, storage: dict | None = None) -> list[str]:
+    """Names (relative to ``prefix``) of every file under it, including hidden ones."""
+    fs, path = get_fs(prefix, storage)
+
+    def find():
+        try:
+            return fs.find(path)
+        except FileNotFoundError:
+            return []
+
+    found = DEFAULT_RETRY.call(find, uri=prefix, operation="list", storage=storage)
+    base = path.rstrip("/") + "/"
+    return sorted(p[len(base):] for p in found if p.startswith(base))
