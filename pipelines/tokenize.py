@@ -1,0 +1,309 @@
+"""Tokenization for workers: load a tokenizers JSON file once per process, encode batches.
+
+:func:`get_encoder` builds an :class:`Encoder` from the bytes of a tokenizer file and
+keeps it for the life of the worker process. :meth:`Encoder.encode` turns a batch of
+documents into one flat array of token ids (eos/bos added per document) plus the
+token count of each document, in the dtype Megatron uses for the vocabulary size.
+
+Long documents. The Rust tokenizer slows down on single huge inputs, so a document
+longer than ``max_segment_chars`` is encoded in segments. A cut is made only where
+it cannot change the tokens: at a pre-tokenizer boundary near the wanted length
+(preferably between a non-space and a space; never inside a whitespace run),
+and only after checking that encoding
+a window of text around the cut in two halves gives exactly the tokens of encoding
+the window whole. That check covers prefix spaces, whitespace runs, added and special
+tokens, lookahead in the pre-tokenizer regex and per-character normalizers. When no
+cut near the wanted length passes, the search moves on through the document, so a
+huge run with no boundary (a long line of base64, say) stays in one segment: tokens
+are never traded for speed. A tokenizer without a pre-tokenizer is never segmented.
+
+Invalid text. A ``str`` holding an unpaired surrogate (JSON ``"\\ud800"``) cannot be
+passed to the tokenizer; :func:`check_text` says why, and :meth:`Encoder.encode`
+raises :class:`InvalidTextError` naming the first such document of a batch, so the
+caller can reject that record and encode the rest.
+
+Threads. Workers run one process per core. Nothing here sets anything global;
+engines set ``TOKENIZERS_PARALLELISM=false`` and ``RAYON_NUM_THREADS=1`` in worker
+processes before the first encode, so that each process encodes on one thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from pipelines.config import DEFAULT_MAX_SEGMENT_CHARS
+from pipelines.errors import TokenizerError
+
+logger = logging.getLogger(__name__)
+
+#: vocabularies with fewer entries than this are stored as uint16, others as int32
+UINT16_VOCAB_LIMIT = 65_500
+#: characters encoded between two clears of the model's cache (BPE word cache), which
+#: bounds the tokenizer's memory on long-running workers
+CACHE_RESET_CHARS = 1 << 30
+#: characters of text on each side of a candidate cut that the cut check encodes
+SEGMENT_WINDOW_CHARS = 256
+#: candidate cuts checked per window before the search moves further on
+_CANDIDATES_PER_WINDOW = 4
+
+
+class InvalidTextError(ValueError):
+    """A document of a batch cannot be encoded; ``index`` is its position in the batch."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(index, reason)
+        self.index = index
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"document {self.index} of the batch: {self.reason}"
+
+
+def check_text(text: object) -> str | None:
+    """Why ``text`` cannot be encoded, or None when it can."""
+    if not isinstance(text, str):
+        return f"text is {type(text).__name__}, not a string"
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = text[err.start]
+        return (f"text holds an unpaired surrogate U+{ord(char):04X} at character "
+                f"{err.start}, which is not valid Unicode")
+    return None
+
+
+def _dtype_for(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size < UINT16_VOCAB_LIMIT else np.dtype(np.int32)
+
+
+class Encoder:
+    """A tokenizer ready for batch encoding, with the options of one job."""
+
+    def __init__(self, data: bytes, *, eos: str | None = None, bos: str | None = None,
+                 max_segment_chars: int = DEFAULT_MAX_SEGMENT_CHARS,
+                 name: str = "tokenizer.json",
+                 cache_reset_chars: int = CACHE_RESET_CHARS) -> None:
+        self.name = name
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self._json = _decode_json(data, name)
+        self._tokenizer = _load(self._json, name)
+        self.vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        # ids may have holes: size the dtype for the largest id too
+        max_id = max(self._tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
+        self.dtype = _dtype_for(max(self.vocab_size, max_id + 1))
+        self.eos = eos
+        self.bos = bos
+        self.eos_id = self._token_id(eos, "eos")
+        self.bos_id = self._token_id(bos, "bos")
+        if max_segment_chars < 4 * SEGMENT_WINDOW_CHARS:
+            raise ValueError(f"max_segment_chars must be at least {4 * SEGMENT_WINDOW_CHARS}")
+        self.max_segment_chars = max_segment_chars
+        self.segmentable = self._tokenizer.pre_tokenizer is not None
+        if not self.segmentable:
+            logger.warning("%s has no pre-tokenizer: documents longer than %d characters are "
+                           "encoded whole, which is slower", name, max_segment_chars)
+        self.cache_reset_chars = cache_reset_chars
+        #: how many times the model's cache was cleared (or the tokenizer rebuilt)
+        self.cache_resets = 0
+        self._chars_since_reset = 0
+        self._prefix = [] if self.bos_id is None else [self.bos_id]
+        self._suffix = [] if self.eos_id is None else [self.eos_id]
+
+    def _token_id(self, token: str | None, role: str) -> int | None:
+        if token is None:
+            return None
+        token_id = self._tokenizer.token_to_id(token)
+        if token_id is None:
+            raise TokenizerError(
+                f"the {role} token {token!r} is not in the vocabulary of {self.name} "
+                f"({self.vocab_size} tokens).",
+                hint=(f"Set tokenizer.{role} in the job file to a token the tokenizer has "
+                      f"(e.g. its end-of-text special token), or to null for no {role} "
+                      "token; a tokenizer trained with tokenyard train-tokenizer has "
+                      "'<|endoftext|>'."),
+            )
+        return token_id
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of all documents concatenated (in :attr:`dtype`), and int64 lengths.
+
+        Each document is ``[bos] + tokens + [eos]`` for the tokens that are set.
+        Raises :class:`InvalidTextError` for the first document that cannot be encoded.
+        """
+        inputs: list[str] = []
+        first_segment: list[int] = []
+        chars = 0
+        for index, text in enumerate(texts):
+            if not isinstance(text, str) or not text.isascii():
+                reason = check_text(text)
+                if reason is not None:
+                    raise InvalidTextError(index, reason)
+            first_segment.append(len(inputs))
+            chars += len(text)
+            if len(text) > self.max_segment_chars and self.segmentable:
+                inputs.extend(self.segments(text))
+            else:
+                inputs.append(text)
+        n_docs = len(first_segment)
+        if n_docs == 0:
+            return np.empty(0, self.dtype), np.empty(0, np.int64)
+
+        encodings = self._tokenizer.encode_batch_fast(inputs, add_special_tokens=False)
+        ids = [encoding.ids for encoding in encodings]
+        del encodings
+        segment_lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+        if len(inputs) == n_docs:
+            lengths = segment_lengths
+        else:
+            lengths = np.add.reduceat(segment_lengths, np.asarray(first_segment, np.int64))
+        extra = len(self._prefix) + len(self._suffix)
+        if extra:
+            lengths = lengths + extra
+            pieces = _with_specials(ids, first_segment, self._prefix, self._suffix)
+        else:
+            pieces = ids
+        tokens = np.fromiter(itertools.chain.from_iterable(pieces), self.dtype,
+                             int(lengths.sum()))
+        self._count(chars)
+        return tokens, lengths
+
+    def _count(self, chars: int) -> None:
+        self._chars_since_reset += chars
+        if self._chars_since_reset >= self.cache_reset_chars:
+            self.reset_cache()
+
+    def reset_cache(self) -> None:
+        """Drop what the tokenizer cached while encoding; tokens do not change."""
+        clear = getattr(self._tokenizer.model, "_clear_cache", None)
+        if clear is not None:
+            clear()
+        else:
+            self._tokenizer = _load(self._json, self.name)
+        self._chars_since_reset = 0
+        self.cache_resets += 1
+        logger.debug("%s: cleared the tokenizer cache (%d times so far)", self.name,
+                     self.cache_resets)
+
+    def segments(self, text: str) -> list[str]:
+        """``text`` cut into pieces whose tokens, concatenated, are the tokens of ``text``."""
+        limit = self.max_segment_chars
+        if not self.segmentable:
+            return [text]
+        pieces = []
+        start = 0
+        while len(text) - start > limit:
+            cut = self._find_cut(text, start)
+            if cut is None:
+                break
+            pieces.append(text[start:cut])
+            start = cut
+        pieces.append(text[start:])
+        return pieces
+
+    def _find_cut(self, text: str, start: int) -> int | None:
+        """The first safe cut at or after ``start + max_segment_chars - window / 2``."""
+        half = SEGMENT_WINDOW_CHARS
+        centre = start + self.max_segment_chars - half // 2
+        while centre + half < len(text):
+            lo, hi = max(start, centre - half), centre + half
+            window = text[lo:hi]
+            for cut in self._candidates(window, lo, centre):
+                if self._cut_is_exact(window, cut - lo):
+                    return cut
+            centre += half
+        return None
+
+    def _candidates(self, window: str, lo: int, centre: int) -> list[int]:
+        """Pre-tokenizer boundaries in the middle half of ``window``, best first."""
+        quarter = SEGMENT_WINDOW_CHARS // 2
+        first, last = centre - quarter, centre + quarter
+        spans = [span for _, span in self._tokenizer.pre_tokenizer.pre_tokenize_str(window)]
+        # piece edges that no piece straddles (some pre-tokenizers drop whitespace)
+        inside: set[int] = set()
+        edges: set[int] = set()
+        for begin, end in spans:
+            inside.update(range(lo + begin + 1, lo + end))
+            edges.update((lo + begin, lo + end))
+        # never inside a whitespace run
+        boundaries = [k for k in edges if first <= k <= last and k not in inside
+                      and not (window[k - lo - 1].isspace() and window[k - lo].isspace())]
+
+        def rank(k: int) -> tuple[int, int]:
+            before, at = window[k - lo - 1], window[k - lo]
+            kind = 0 if at == " " else 1 if at.isspace() else 2 if before.isspace() else 3
+            return kind, abs(k - centre)
+
+        boundaries.sort(key=rank)
+        return boundaries[:_CANDIDATES_PER_WINDOW]
+
+    def _cut_is_exact(self, window: str, k: int) -> bool:
+        whole, left, right = self._tokenizer.encode_batch_fast(
+            [window, window[:k], window[k:]], add_special_tokens=False)
+        return whole.ids == left.ids + right.ids
+
+
+def _with_specials(ids: list[list[int]], first_segment: list[int], prefix: list[int],
+                   suffix: list[int]):
+    """The id lists of all segments with the prefix before and suffix after each document."""
+    ends = first_segment[1:] + [len(ids)]
+    for begin, end in zip(first_segment, ends):
+        yield prefix
+        yield from ids[begin:end]
+        yield suffix
+
+
+def _decode_json(data: bytes, name: str) -> str:
+    try:
+        text = data.decode("utf-8")
+        json.loads(text)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise TokenizerError(f"{name} is not a tokenizers JSON file: {err}.",
+                             hint="Point tokenizer.path at a tokenizer.json file as written by "
+                                  "the tokenizers library (Tokenizer.save).") from None
+    return text
+
+
+def _load(text: str, name: str) -> Tokenizer:
+    try:
+        return Tokenizer.from_str(text)
+    except Exception as err:  # the Rust side raises a bare Exception
+        raise TokenizerError(f"{name} could not be loaded by tokenizers: {err}.",
+                             hint="Check that the file was written by a compatible version of "
+                                  "the tokenizers library (Tokenizer.save).") from None
+
+
+#: encoders kept per process, most recently used last
+_ENCODERS: OrderedDict[tuple, Encoder] = OrderedDict()
+_ENCODERS_KEPT = 4
+
+
+def get_encoder(data: bytes, *, eos: str | None, bos: str | None = None,
+                max_segment_chars: int = DEFAULT_MAX_SEGMENT_CHARS,
+                name: str = "tokenizer.json") -> Encoder:
+    """The process's :class:`Encoder` for these tokenizer bytes and options, built once.
+
+    ``name`` (the tokenizer's path, say) appears in error messages only; it is not
+    part of the key, so the same bytes read from another path reuse the encoder.
+    """
+    key = (hashlib.sha256(data).hexdigest(), eos, bos, max_segment_chars)
+    encoder = _ENCODERS.get(key)
+    if encoder is None:
+        encoder = Encoder(data, eos=eos, bos=bos, max_segment_chars=max_segment_chars,
+                          name=name)
+        logger.info("loaded %s (%d tokens, sha256 %s)", name, encoder.vocab_size, key[0][:12])
+        _ENCODERS[key] = encoder
+        while len(_ENCODERS) > _ENCODERS_KEPT:
+            _ENCODERS.popitem(last=False)
+    else:
+        _ENCODERS.move_to_end(key)
+    return encoder
