@@ -48,10 +48,23 @@ def _byte_size(value: Any) -> int:
 
 
 class InputConfig(_Section):
-    uri: str
+    #: a URI, prefix or glob; or a list of them (e.g. the explicit objects of one night)
+    uri: str | list[str]
     format: InputFormat = "auto"
     text_field: str = "text"
     id_field: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _non_empty(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty list names no input (give at least one URI)")
+        return v
+
+    @property
+    def uris(self) -> tuple[str, ...]:
+        """``uri`` as a tuple, whether the job gave one URI or a list."""
+        return (self.uri,) if isinstance(self.uri, str) else tuple(self.uri)
 
 
 class TokenizerConfig(_Section):
@@ -181,7 +194,9 @@ def parse_job(data: Any, *, source: str = "<job>", base_dir: Path | None = None)
         raise _explain(err, source) from None
     if base_dir is not None:
         job = job.model_copy(update={
-            "input": job.input.model_copy(update={"uri": _resolve(job.input.uri, base_dir)}),
+            "input": job.input.model_copy(update={"uri": _resolve(job.input.uri, base_dir)
+                                                  if isinstance(job.input.uri, str) else
+                                                  [_resolve(u, base_dir) for u in job.input.uri]}),
             "tokenizer": job.tokenizer.model_copy(
                 update={"path": _resolve(job.tokenizer.path, base_dir)}),
             "output": job.output.model_copy(update={"uri": _resolve(job.output.uri, base_dir)}),

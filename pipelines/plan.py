@@ -12,6 +12,7 @@ engine, worker counts, retries and the paths of the tokenizer and the output.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -152,15 +153,40 @@ def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str, options: d
     return hashlib.sha256(dumps(identity)).hexdigest()
 
 
+def _listed(job: JobConfig, storage_opts: dict) -> list[storage.Listed]:
+    """Every file the input names; keys relative to the common folder of a URI list."""
+    uris = job.input.uris
+    if len(uris) == 1:
+        try:
+            return storage.list_files(uris[0], storage_opts)
+        except StorageNotFoundError:
+            return []
+    found: dict[str, storage.Listed] = {}
+    for uri in uris:
+        try:
+            for item in storage.list_files(uri, storage_opts):
+                found.setdefault(item.uri, item)
+        except StorageNotFoundError:
+            continue
+    if not found:
+        return []
+    folders = [u.split("/")[:-1] for u in found]
+    common = 0
+    while all(len(f) > common and f[common] == folders[0][common] for f in folders):
+        common += 1
+    out = [dataclasses.replace(item, key="/".join(item.uri.split("/")[common:]))
+           for item in found.values()]
+    return sorted(out, key=lambda item: item.key)
+
+
 def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
-    try:
-        listed = storage.list_files(job.input.uri, storage_opts)
-    except StorageNotFoundError:
-        listed = []
+    listed = _listed(job, storage_opts)
     if not listed:
+        uris = job.input.uris
+        shown = uris[0] if len(uris) == 1 else f"{uris[0]} (and {len(uris) - 1} more URIs)"
         raise StorageNotFoundError(
-            job.input.uri, "list", "no input files match", endpoint=storage.endpoint_of(
-                job.input.uri, storage_opts),
+            shown, "list", "no input files match", endpoint=storage.endpoint_of(
+                uris[0], storage_opts),
             hint="Check input.uri (globs such as **/*.jsonl.zst are allowed), and that the "
                  "bucket and prefix exist.")
     files = []
