@@ -8,7 +8,8 @@ expected, what was found, where, and what to do.
 
     TokenyardError                      exit 1 unless stated
     ├── ConfigError                     exit 2: the job file or command line is wrong
-    │   └── PlanMismatchError           exit 2: the output prefix holds another job's plan
+    │   ├── PlanMismatchError           exit 2: the output prefix holds another job's plan
+    │   └── ProfileFitError             exit 2: a worker profile fits no CPU:memory class
     ├── InputError                      a bad input record or file (file, line/row, reason)
     ├── TokenizerError                  the tokenizer file is missing, unreadable or unfit
     ├── StorageError                    storage failed (URI, operation, endpoint)
@@ -172,3 +173,20 @@ class RunFailedError(TokenyardError):
     def __str__(self) -> str:
         # the first failure carries its own hint already
         return self.message + " " + (self.hint or "")
+
+
+class ProfileFitError(ConfigError):
+    """A worker profile fits no CPU:memory class, or no instance type of its class.
+
+    Carries what was asked (``cpus``, ``memory_bytes``) and ``fits``: the changes that
+    would fit, each a short phrase the message lists.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, cpus: float = 0,
+                 memory_bytes: int = 0, fits: list[str] | None = None):
+        self.cpus = cpus
+        self.memory_bytes = memory_bytes
+        self.fits = fits or []
+        hint = ("What would fit: " + "; ".join(self.fits) + ".") if self.fits else None
+        super().__init__(message, source=source, hint=hint)
+
