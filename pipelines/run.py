@@ -157,7 +157,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
     options = unit_options(job, plan, storage_opts)
     engine_cls = get_engine_class(job.engine.kind)
     kwargs = dict(engine_kwargs or {})
-    if job.engine.kind == "dask":
+    if job.engine.kind in ("dask", "spark"):
         kwargs.setdefault("job_name", job.name)
     retries = 0
     try:
