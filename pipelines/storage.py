@@ -13,6 +13,7 @@ Credentials are never passed here: s3fs finds them through the standard AWS chai
 from __future__ import annotations
 
 import errno
+import io
 import hashlib
 import logging
 import os
@@ -41,6 +42,8 @@ T = TypeVar("T")
 #: multipart part size: 10,000 parts (the S3 limit) of 64 MiB allow 625 GiB per object
 DEFAULT_PART_BYTES = 64 * 2**20
 S3_MAX_PARTS = 10_000
+#: read-ahead for decompressed streams
+DECOMPRESS_BUFFER_BYTES = 1 << 20
 #: suffix of in-progress local files; never a final name
 TMP_MARKER = ".tmp-"
 
@@ -248,7 +251,9 @@ def open_input(uri: str, storage: dict | None = None, compression: str | None = 
     """A binary file object for reading (decompressing ``gzip``/``zstd`` on the fly)."""
     fs, path = get_fs(uri, storage)
     try:
-        return fs.open(path, "rb", compression=compression)
+        f = fs.open(path, "rb", compression=compression)
+        # decompressors lack readline (zstd) or are slow at it (gzip): buffer them
+        return io.BufferedReader(f, DECOMPRESS_BUFFER_BYTES) if compression else f
     except Exception as err:
         raise translate_error(err, uri, "open", storage) from err
 
@@ -342,15 +347,20 @@ def list_files(uri: str, storage: dict | None = None) -> list[Listed]:
 class HashingWriter:
     """A write-only file that counts and hashes what passes through it."""
 
-    def __init__(self, f) -> None:
+    def __init__(self, f, uri: str = "", storage: dict | None = None) -> None:
         self._f = f
         self._sha = hashlib.sha256()
+        self._uri = uri
+        self._storage = storage
         self.size = 0
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         self._sha.update(view)
-        self._f.write(view)
+        try:
+            self._f.write(view)
+        except Exception as err:  # a part upload failed
+            raise translate_error(err, self._uri, "write", self._storage) from err
         self.size += view.nbytes
         return view.nbytes
 
@@ -365,44 +375,67 @@ class HashingWriter:
         return self._sha.hexdigest()
 
 
-@contextmanager
-def atomic_writer(uri: str, storage: dict | None = None, *,
-                  part_bytes: int = DEFAULT_PART_BYTES) -> Iterator[HashingWriter]:
-    """Write an object that becomes visible only if the block exits cleanly."""
-    fs, path = get_fs(uri, storage)
+def _guarded(fn: Callable[[], T], uri: str, storage: dict | None) -> T:
     try:
-        if is_local(uri):
-            parent = os.path.dirname(path)
-            os.makedirs(parent, exist_ok=True)
-            tmp = os.path.join(parent, f".{os.path.basename(path)}{TMP_MARKER}{uuid.uuid4().hex}")
-            with open(tmp, "wb") as f:
-                try:
-                    writer = HashingWriter(f)
-                    yield writer
-                    f.flush()
-                    os.fsync(f.fileno())
-                except BaseException:
-                    f.close()
-                    os.unlink(tmp)
-                    raise
-            os.replace(tmp, path)
-            return
-        f = fs.open(path, "wb", block_size=part_bytes, autocommit=False)
-        try:
-            writer = HashingWriter(f)
-            yield writer
-            f.close()
-            f.commit()
-        except BaseException:
-            try:
-                f.discard()
-            except Exception:  # the upload may never have started
-                log.debug("discarding %s failed", uri, exc_info=True)
-            raise
+        return fn()
     except TokenyardError:
         raise
     except Exception as err:
         raise translate_error(err, uri, "write", storage) from err
+
+
+@contextmanager
+def atomic_writer(uri: str, storage: dict | None = None, *,
+                  part_bytes: int = DEFAULT_PART_BYTES) -> Iterator[HashingWriter]:
+    """Write an object that becomes visible only if the block exits cleanly.
+
+    Errors of the block itself pass through unchanged; storage errors are translated.
+    """
+    fs, path = get_fs(uri, storage)
+    if is_local(uri):
+        parent = os.path.dirname(path)
+        tmp = os.path.join(parent, f".{os.path.basename(path)}{TMP_MARKER}{uuid.uuid4().hex}")
+
+        def open_tmp():
+            os.makedirs(parent, exist_ok=True)
+            return open(tmp, "wb")
+
+        f = _guarded(open_tmp, uri, storage)
+        try:
+            yield HashingWriter(f, uri, storage)
+        except BaseException:
+            f.close()
+            os.unlink(tmp)
+            raise
+
+        def publish():
+            with f:
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+
+        _guarded(publish, uri, storage)
+        return
+    f = _guarded(lambda: fs.open(path, "wb", block_size=part_bytes, autocommit=False),
+                 uri, storage)
+    try:
+        yield HashingWriter(f, uri, storage)
+    except BaseException:
+        try:
+            f.discard()
+        except Exception:  # the upload may never have started
+            log.debug("discarding %s failed", uri, exc_info=True)
+        raise
+
+    def complete():
+        try:
+            f.close()
+            f.commit()
+        except BaseException:
+            f.discard()
+            raise
+
+    _guarded(complete, uri, storage)
 
 
 def write_bytes(uri: str, data: bytes, storage: dict | None = None, *,
@@ -444,3 +477,66 @@ def list_names(prefix: str, storage: dict | None = None) -> list[str]:
     found = DEFAULT_RETRY.call(find, uri=prefix, operation="list", storage=storage)
     base = path.rstrip("/") + "/"
     return sorted(p[len(base):] for p in found if p.startswith(base))
+
+
+# -- conditional writes (compare-and-swap of small shared objects) ----------------
+
+#: S3 answers a failed If-Match / If-None-Match with these codes
+CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+
+
+def read_bytes_versioned(uri: str, storage: dict | None = None) -> tuple[bytes, str] | None:
+    """An object's bytes and its version token (ETag; locally a hash); None if absent.
+
+    The ETag is read before the bytes, so a writer in between makes the version stale
+    (a later conditional write then fails and is retried), never the bytes.
+    """
+    fs, path = get_fs(uri, storage)
+
+    def get():
+        try:
+            if is_local(uri):
+                data = fs.cat_file(path)
+                return data, hashlib.sha256(data).hexdigest()
+            version = _version(fs.info(path))
+            return fs.cat_file(path), version
+        except FileNotFoundError:
+            return None
+
+    return DEFAULT_RETRY.call(get, uri=uri, operation="read", storage=storage)
+
+
+def write_bytes_if(uri: str, data: bytes, storage: dict | None = None, *,
+                   expected: str | None) -> bool:
+    """Write a small object only if it is still at version ``expected`` (None: absent).
+
+    Returns False when another writer got there first; the caller re-reads and tries
+    again. On S3 this is a conditional PUT (If-Match / If-None-Match), which AWS S3 and
+    recent S3-compatible stores honour; locally an exclusive lock on a sidecar file.
+    """
+    fs, path = get_fs(uri, storage)
+    if is_local(uri):
+        import fcntl
+
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        lock = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            current = hashlib.sha256(fs.cat_file(path)).hexdigest() \
+                if os.path.exists(path) else None
+            if current != expected:
+                return False
+            write_bytes(uri, data, storage)
+            return True
+    condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": f'"{expected}"'}
+
+    def put():
+        try:
+            fs.pipe_file(path, data, **condition)
+            return True
+        except Exception as err:
+            if _error_code(err) in CONFLICT_CODES:
+                return False
+            raise
+
+    return DEFAULT_RETRY.call(put, uri=uri, operation="write", storage=storage)

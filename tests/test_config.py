@@ -1,0 +1,70 @@
+"""The job file: defaults, unknown keys with the nearest valid one, relative paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import DEFAULT_TARGET_UNIT_BYTES, load_job, parse_job
+from pipelines.errors import ConfigError
+
+MINIMAL = {"name": "j", "input": {"uri": "s3://raw/x/"}, "tokenizer": {"path": "t.json"},
+           "output": {"uri": "s3://out/x/"}}
+
+
+def test_defaults_are_documented_values():
+    job = parse_job(MINIMAL)
+    assert job.engine.kind == "dask" and job.output.format == "megatron"
+    assert job.on_error == "fail" and job.input.format == "auto"
+    assert job.plan.target_unit_bytes == DEFAULT_TARGET_UNIT_BYTES
+    assert job.tokenizer.eos == "<|endoftext|>"
+
+
+def test_unknown_key_names_the_nearest_valid_one():
+    with pytest.raises(ConfigError) as err:
+        parse_job({**MINIMAL, "input": {"uri": "x", "text_feild": "body"}}, source="job.yaml")
+    msg = str(err.value)
+    assert msg.startswith("job.yaml: ") and "unknown key 'input.text_feild'" in msg
+    assert "did you mean 'input.text_field'" in msg
+
+
+def test_missing_and_wrong_values_are_named():
+    with pytest.raises(ConfigError) as err:
+        parse_job({"name": "j", "input": {"uri": "x"}, "tokenizer": {"path": "t"},
+                   "output": {"uri": "o", "format": "tfrecord"}})
+    assert "output.format" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_job({"name": "j", "input": {"uri": "x"}, "output": {"uri": "o"}})
+    assert "'tokenizer' is required" in str(err.value)
+
+
+def test_sizes_accept_units():
+    job = parse_job({**MINIMAL, "plan": {"target_unit_bytes": "64MiB"}})
+    assert job.plan.target_unit_bytes == 64 * 2**20
+    with pytest.raises(ConfigError):
+        parse_job({**MINIMAL, "plan": {"target_unit_bytes": "lots"}})
+
+
+def test_relative_paths_resolve_against_the_job_file(tmp_path: Path):
+    (tmp_path / "jobs").mkdir()
+    path = tmp_path / "jobs" / "j.yaml"
+    path.write_text("name: j\ninput: {uri: raw/*.jsonl}\ntokenizer: {path: ../t.json}\n"
+                    "output: {uri: s3://out/x/}\n")
+    job = load_job(path)
+    assert job.input.uri == str(tmp_path / "jobs" / "raw" / "*.jsonl")
+    assert job.tokenizer.path == str(tmp_path / "t.json")
+    assert job.output.uri == "s3://out/x/"
+
+
+def test_bad_yaml_names_line(tmp_path: Path):
+    path = tmp_path / "j.yaml"
+    path.write_text("name: j\ninput: [unclosed\n")
+    with pytest.raises(ConfigError) as err:
+        load_job(path)
+    assert "line" in str(err.value) and "YAML" in str(err.value)
+
+
+def test_shipped_job_files_parse():
+    for path in sorted(Path(__file__).parent.parent.joinpath("jobs").glob("*.yaml")):
+        load_job(path)
