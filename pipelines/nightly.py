@@ -1,0 +1,307 @@
+"""Nightly, incremental runs of a job: one dataset version per logical date.
+
+The Airflow DAG in ``jobs/airflow/`` is a thin shell over this module; anything else
+(cron, a test, a notebook) can call :func:`run_night` the same way.
+
+A *base job* is an ordinary job file whose ``output.uri`` is the *root* of a nightly
+dataset. Night ``ds`` (the logical date, ``YYYY-MM-DD``) writes the version
+``<root>/v=<ds>/`` with the core pipeline (``run_job``) and, once its manifest is
+committed, adds it to ``<root>/catalog.json`` (see :mod:`pipelines.catalog`). A night
+reads only the raw objects that are new, in one of two modes:
+
+``partition``
+    ``input.uri`` holds placeholders (``{ds}``, ``{ds_nodash}``, ``{yyyy}``, ``{mm}``,
+    ``{dd}``), e.g. ``s3://raw/books/dt={ds}/*.jsonl``: the night reads its own
+    partition. Chosen by ``auto`` when a placeholder is present.
+``watermark``
+    ``input.uri`` lists a growing prefix. ``<root>/_watermark.json`` records every raw
+    object (URI and ETag) that a night took, and for which version; the night's input
+    is the listed objects minus those taken by other versions, given to the pipeline
+    as an explicit list of URIs. An object rewritten with new content (new ETag) is new
+    again. Chosen by ``auto`` when ``input.uri`` has no placeholder.
+
+Reruns (an Airflow clear, retry or backfill) are safe: a night whose version has a
+saved plan reuses exactly that plan's inputs, so a committed night is a no-op and a
+half-done one resumes; each night writes under its own prefix, so two nights never
+mix. A night with no new raw objects is *skipped* and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass
+
+from pipelines import catalog as catalog_mod
+from pipelines import commit as commit_mod
+from pipelines import storage
+from pipelines.config import JobConfig
+from pipelines.errors import ConfigError
+from pipelines.progress import NO_PROGRESS, Progress
+from pipelines.run import RunSummary, read_tokenizer, run_job, storage_of
+
+log = logging.getLogger(__name__)
+
+AUTO, PARTITION, WATERMARK = "auto", "partition", "watermark"
+MODES = (AUTO, PARTITION, WATERMARK)
+WATERMARK_FILE = "_watermark.json"
+WATERMARK_FORMAT = 1
+#: the version prefix under the root; ``{ds}`` is the logical date
+DEFAULT_VERSION_TEMPLATE = "v={ds}"
+_DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PLACEHOLDER = re.compile(r"\{(ds|ds_nodash|yyyy|mm|dd)\}")
+
+
+def placeholders(ds: str) -> dict[str, str]:
+    if not _DS.match(ds):
+        raise ConfigError(f"the logical date {ds!r} is not YYYY-MM-DD.",
+                          hint="Pass the run's ds, e.g. 2026-11-21.")
+    yyyy, mm, dd = ds.split("-")
+    return {"ds": ds, "ds_nodash": yyyy + mm + dd, "yyyy": yyyy, "mm": mm, "dd": dd}
+
+
+def fill(template: str, ds: str) -> str:
+    values = placeholders(ds)
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def mode_of(base: JobConfig, mode: str = AUTO) -> str:
+    """The incremental mode for a base job: ``partition`` or ``watermark``."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown nightly mode {mode!r}.", hint=f"Choose one of: {', '.join(MODES)}.")
+    templated = any(_PLACEHOLDER.search(u) for u in base.input.uris)
+    if mode == AUTO:
+        return PARTITION if templated else WATERMARK
+    if mode == PARTITION and not templated:
+        raise ConfigError(
+            f"nightly mode partition needs a date placeholder in input.uri ({base.input.uri}); "
+            "without one every night would read the same objects.",
+            hint="Write e.g. s3://raw/books/dt={ds}/*.jsonl, or use mode watermark.")
+    if mode == WATERMARK and templated:
+        raise ConfigError(
+            f"nightly mode watermark lists input.uri as it is, but {base.input.uri} has a date "
+            "placeholder.", hint="Use mode partition (or auto) for a date-partitioned input.")
+    return mode
+
+
+@dataclass(frozen=True)
+class Night:
+    """What one logical date will run: resolved from the base job, before any write."""
+
+    ds: str
+    mode: str
+    root: str
+    version: str
+    #: the night's own job (inputs and output narrowed); None when skipped
+    job: JobConfig | None
+    inputs: tuple[storage.Listed, ...]
+    skipped_reason: str | None
+    #: the version's prefix holds a plan already (a rerun: resume, or no-op if committed)
+    resumed: bool
+    storage: dict
+
+    @property
+    def output_uri(self) -> str:
+        return storage.join(self.root, self.version)
+
+    @property
+    def catalog_uri(self) -> str:
+        return catalog_mod.catalog_uri(self.root)
+
+    @property
+    def skipped(self) -> bool:
+        return self.skipped_reason is not None
+
+
+@dataclass(frozen=True)
+class NightResult:
+    """What a night did; ``as_dict()`` is JSON (an Airflow XCom)."""
+
+    ds: str
+    mode: str
+    version: str
+    output_uri: str
+    catalog_uri: str
+    skipped: bool
+    reason: str | None = None
+    input_files: int = 0
+    already_committed: bool = False
+    catalog_updated: bool = False
+    documents: int = 0
+    tokens: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    tokens_per_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary_line(self) -> str:
+        if self.skipped:
+            return f"night {self.ds} skipped: {self.reason}"
+        state = "was committed already (no-op)" if self.already_committed else "committed"
+        return (f"night {self.ds}: {self.output_uri} {state}: {self.input_files} input files, "
+                f"{self.documents} documents, {self.tokens} tokens, {self.rejected} rejected, "
+                f"{self.seconds:.1f}s, {self.tokens_per_s:,.0f} tokens/s; catalog "
+                f"{self.catalog_uri} {'updated' if self.catalog_updated else 'unchanged'}")
+
+
+# -- the watermark ----------------------------------------------------------------
+
+
+def watermark_uri(root: str) -> str:
+    return storage.join(root, WATERMARK_FILE)
+
+
+def load_watermark(root: str, storage_opts: dict) -> dict:
+    """``{raw object URI: {"etag", "version", "state"}}``; empty before the first night."""
+    try:
+        doc = json.loads(storage.read_bytes(watermark_uri(root), storage_opts))
+    except storage.StorageNotFoundError:
+        return {}
+    return doc.get("inputs", {})
+
+
+def _taken_elsewhere(watermark: dict, item: storage.Listed, version: str) -> bool:
+    entry = watermark.get(item.uri)
+    return entry is not None and entry["etag"] == item.version and entry["version"] != version
+
+
+def _update_watermark(night: Night, state: str) -> bool:
+    """Record the night's inputs as ``claimed`` (before it runs) or ``committed``."""
+
+    def change(doc: dict | None) -> dict | None:
+        inputs = dict((doc or {}).get("inputs", {}))
+        updated = dict(inputs)
+        for item in night.inputs:
+            current = inputs.get(item.uri)
+            ours = current is not None and current["etag"] == item.version and \
+                current["version"] == night.version
+            if state == "claimed" and ours:  # claimed already, or committed: keep it
+                continue
+            updated[item.uri] = {"etag": item.version, "version": night.version, "state": state}
+        if updated == inputs:
+            return None
+        return {"format": WATERMARK_FORMAT, "inputs": updated}
+
+    _, written = catalog_mod.update_json(watermark_uri(night.root), change, night.storage)
+    return written
+
+
+# -- one night --------------------------------------------------------------------
+
+
+def _list(uris: tuple[str, ...], storage_opts: dict) -> list[storage.Listed]:
+    found: dict[str, storage.Listed] = {}
+    for uri in uris:
+        try:
+            for item in storage.list_files(uri, storage_opts):
+                found.setdefault(item.uri, item)
+        except storage.StorageNotFoundError:
+            continue
+    return sorted(found.values(), key=lambda item: item.uri)
+
+
+def resolve_night(base: JobConfig, ds: str, *, mode: str = AUTO,
+                  version_template: str = DEFAULT_VERSION_TEMPLATE) -> Night:
+    """The night's job and inputs; writes nothing. Refuses a tokenizer the catalog lacks."""
+    mode = mode_of(base, mode)
+    root = base.output.uri.rstrip("/")
+    version = fill(version_template, ds)
+    if "/" in version or not version:
+        raise ConfigError(f"the version name {version!r} must be one path segment.",
+                          hint="Use a template such as v={ds}.")
+    storage_opts = storage_of(base)
+    output_uri = storage.join(root, version)
+    saved = commit_mod.load_plan(output_uri, storage_opts)
+    resumed = saved is not None
+    if mode == PARTITION:
+        uris = tuple(fill(u, ds) for u in base.input.uris)
+        value: str | list[str] = uris[0] if isinstance(base.input.uri, str) else list(uris)
+        inputs = _list(uris, storage_opts)
+        reason = None if inputs else f"no raw objects match {', '.join(uris)}"
+    elif saved is not None:  # a rerun takes exactly the inputs it planned the first time
+        inputs = [storage.Listed(f.uri, f.key, f.size, f.version) for f in saved.inputs]
+        value, reason = [f.uri for f in saved.inputs], None
+    else:
+        listed = _list(base.input.uris, storage_opts)
+        watermark = load_watermark(root, storage_opts)
+        inputs = [item for item in listed if not _taken_elsewhere(watermark, item, version)]
+        value = [item.uri for item in inputs]
+        reason = None if inputs else (
+            f"no new raw objects under {', '.join(base.input.uris)} ({len(listed)} listed, "
+            f"all tokenized by earlier nights per {watermark_uri(root)})")
+    if reason is not None:
+        return Night(ds, mode, root, version, None, (), reason, resumed, storage_opts)
+    job = base.with_overrides(**{"input.uri": value, "output.uri": output_uri + "/"})
+    _, tokenizer = read_tokenizer(job, storage_opts)
+    catalog_mod.check_tokenizer(catalog_mod.load(root, storage_opts), tokenizer["sha256"],
+                                version, catalog_mod.catalog_uri(root))
+    return Night(ds, mode, root, version, job, tuple(inputs), None, resumed, storage_opts)
+
+
+def tokenize_night(night: Night, *, progress: Progress = NO_PROGRESS,
+                   engine_kwargs: dict | None = None) -> RunSummary:
+    """Claim the night's inputs (watermark mode), then run or resume its version."""
+    if night.job is None:
+        raise ConfigError(f"night {night.ds} has nothing to run ({night.skipped_reason}).")
+    if night.mode == WATERMARK:
+        _update_watermark(night, "claimed")
+    return run_job(night.job, progress=progress, engine_kwargs=engine_kwargs)
+
+
+def publish_night(night: Night) -> tuple[dict, bool]:
+    """Add the committed version to the catalog; returns (its entry, catalog written)."""
+    manifest = commit_mod.load_manifest(night.output_uri, night.storage)
+    if manifest is None:
+        raise catalog_mod.CatalogError(
+            f"{night.output_uri} has no manifest.json, so it is not committed and cannot "
+            "enter the catalog.", hint="Run (or rerun) the night's tokenize step first.")
+    entry = catalog_mod.entry_of(night.version, night.ds, manifest, len(night.inputs))
+    _, written = catalog_mod.add_version(night.root, entry, manifest, night.storage)
+    if night.mode == WATERMARK:
+        _update_watermark(night, "committed")
+    return entry, written
+
+
+def run_night(base: JobConfig, ds: str, *, mode: str = AUTO,
+              version_template: str = DEFAULT_VERSION_TEMPLATE,
+              progress: Progress = NO_PROGRESS, engine_kwargs: dict | None = None) -> NightResult:
+    """Resolve, tokenize and publish one night; a night with no new data is skipped."""
+    night = resolve_night(base, ds, mode=mode, version_template=version_template)
+    if night.skipped:
+        return skipped_result(night)
+    summary = tokenize_night(night, progress=progress, engine_kwargs=engine_kwargs)
+    _, written = publish_night(night)
+    return result_of(night, summary, written)
+
+
+def skipped_result(night: Night) -> NightResult:
+    return NightResult(night.ds, night.mode, night.version, night.output_uri, night.catalog_uri,
+                       skipped=True, reason=night.skipped_reason)
+
+
+def result_of(night: Night, summary: RunSummary, catalog_updated: bool) -> NightResult:
+    return NightResult(
+        night.ds, night.mode, night.version, night.output_uri, night.catalog_uri,
+        skipped=False, input_files=len(night.inputs),
+        already_committed=summary.already_committed, catalog_updated=catalog_updated,
+        documents=summary.documents, tokens=summary.tokens, rejected=summary.rejected,
+        seconds=round(summary.seconds, 3), tokens_per_s=round(summary.tokens_per_s, 1))
+
+
+def kube_cluster_kwargs(job: JobConfig, dask_profile: str | None) -> dict:
+    """Engine arguments that run the night on a KubeCluster from a Dask profile."""
+    if not dask_profile:
+        return {}
+    if job.engine.kind != "dask":
+        raise ConfigError(f"a Dask profile ({dask_profile}) needs engine.kind dask, not "
+                          f"{job.engine.kind}.")
+    try:
+        from pipelines.kube.cluster import make_kube_cluster
+    except ImportError as err:
+        raise ConfigError(f"running on a KubeCluster needs {err.name}, which is missing.",
+                          hint="Install it with: pip install 'tokenyard[kubernetes]'.") from None
+    cluster, note = make_kube_cluster(job, dask_profile, keep=False)
+    return {"cluster": cluster, "cluster_note": note}
