@@ -161,16 +161,21 @@ class DaskEngine:
         stop = False
         for future in pending:
             index = index_of[future.key]
-            if future.status == "finished":
+            if future.status == "cancelled":
+                continue
+            # A finished result can be lost again (its worker killed) before it is
+            # gathered: the status is then "lost" or "pending" and Dask recomputes it.
+            # result() waits for that; only an exception counts as a failure.
+            try:
                 result = future.result()
+            except Exception as err:  # the unit's own error, sent back by Dask
+                error = err
+            else:
                 outcome.results[index] = result
                 self._report(result)
                 self.progress.unit_done(result)
                 future.release()
                 continue
-            if future.status == "cancelled":
-                continue
-            error = future.exception()
             future.release()
             if not stop and self.attempts.should_retry(index, error):
                 outcome.retries += 1
