@@ -103,3 +103,26 @@ def test_files_and_job_files(tmp_path, schema_dir):
     assert "did you mean 'tokenizer'" in text
     assert "fat.yaml: DaskProfile/fat: " in text and "fits no class" in text
     assert "missing.yaml: no such file" in text
+
+
+def test_eksctl_schema(schemas):
+    import yaml
+
+    config = yaml.safe_load((REPO / "cluster_specs/eks-cluster.yaml").read_text())
+    assert _rules(config, schemas) == []
+    config["managedNodeGroups"][0]["instanceTypez"] = ["m5.large"]
+    assert any("instanceTypez" in r for r in _rules(config, schemas))
+
+
+def test_pipeline_policy_is_least_privilege():
+    import json
+
+    policy = json.loads((REPO / "cluster_specs/iam/pipeline-s3-policy.json").read_text())
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert all(s["Effect"] == "Allow" for s in policy["Statement"])
+    assert not any("*" in a for a in actions)
+    assert actions <= {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                       "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+                       "s3:ListBucketMultipartUploads"}
+    writes = [s for s in policy["Statement"] if "s3:PutObject" in s["Action"]]
+    assert [r for s in writes for r in s["Resource"]] == ["arn:aws:s3:::tokenized-bucket/books-gpt2/*"]
