@@ -13,7 +13,7 @@ from typing import Any
 
 from pipelines.config import JobConfig
 from pipelines.errors import ConfigError
-from pipelines.kube import dask
+from pipelines.kube import dask, podspec
 from pipelines.kube.profiles import DaskProfile, load_dask_profile
 from pipelines.kube.validate import INSTALL_HINT
 
@@ -36,6 +36,7 @@ def make_kube_cluster(job: JobConfig, profile_path: str, *, keep_cluster: bool =
     With ``keep_cluster`` the DaskCluster outlives the run (delete it with
     ``kubectl delete daskcluster -n NAMESPACE NAME``).
     """
+    podspec.require_remote_uris(job)
     profile = load_dask_profile(profile_path)
     spec = kube_cluster_spec(job, profile)
     try:

@@ -110,3 +110,14 @@ def test_kube_cluster_spec_is_the_rendered_daskcluster(job, dask_profile):
     assert kube_cluster_spec(job, dask_profile) == dask.render(job, dask_profile)[0]
     assert "kubectl port-forward -n tokenyard service/books-gpt2-scheduler 8787:8787" in \
         dashboard_hint("books-gpt2", "tokenyard")
+
+
+def test_kube_cluster_refuses_local_paths_before_touching_a_cluster():
+    import pytest
+
+    from pipelines.config import load_job
+    from pipelines.errors import ConfigError
+    from pipelines.kube.cluster import make_kube_cluster
+
+    with pytest.raises(ConfigError, match="pods on Kubernetes cannot read"):
+        make_kube_cluster(load_job(REPO / "jobs/quickstart.yaml"), DASK)
