@@ -60,8 +60,8 @@ def _engine_kwargs(args, job) -> dict:
         raise ConfigError("--cluster kubernetes needs --profile cluster_specs/dask/<profile>.yaml.")
     from pipelines.kube.cluster import make_kube_cluster
 
-    cluster, note = make_kube_cluster(job, args.profile, keep=args.keep_cluster)
-    return {"cluster": cluster, "cluster_note": note}
+    cluster, note = make_kube_cluster(job, args.profile, keep_cluster=args.keep_cluster)
+    return {"cluster": cluster, "cluster_note": note, "close_cluster": True}
 
 
 def handle(args: argparse.Namespace) -> int:

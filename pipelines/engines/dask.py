@@ -82,13 +82,15 @@ class DaskEngine:
     name = "dask"
 
     def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS, *,
-                 job_name: str = "", cluster=None, cluster_note: str | None = None) -> None:
+                 job_name: str = "", cluster=None, cluster_note: str | None = None,
+                 close_cluster: bool = False) -> None:
         self.config = config
         self.progress = progress
         self.job_name = job_name
         self.attempts = Attempts(config.max_attempts)
+        #: a cluster object made elsewhere (e.g. a KubeCluster); closed at the end if asked
         self.cluster = cluster
-        self._own_cluster = False
+        self._own_cluster = close_cluster
         self._cluster_note = cluster_note
         self.client: Client | None = None
         self._config_ctx = None
