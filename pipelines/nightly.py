@@ -31,7 +31,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from pipelines import catalog as catalog_mod
 from pipelines import commit as commit_mod
@@ -258,7 +261,9 @@ def publish_night(night: Night) -> tuple[dict, bool]:
         raise catalog_mod.CatalogError(
             f"{night.output_uri} has no manifest.json, so it is not committed and cannot "
             "enter the catalog.", hint="Run (or rerun) the night's tokenize step first.")
-    entry = catalog_mod.entry_of(night.version, night.ds, manifest, len(night.inputs))
+    plan = commit_mod.load_plan(night.output_uri, night.storage)
+    input_files = len(plan.inputs) if plan is not None else len(night.inputs)
+    entry = catalog_mod.entry_of(night.version, night.ds, manifest, input_files)
     _, written = catalog_mod.add_version(night.root, entry, manifest, night.storage)
     if night.mode == WATERMARK:
         _update_watermark(night, "committed")
@@ -291,17 +296,59 @@ def result_of(night: Night, summary: RunSummary, catalog_updated: bool) -> Night
         seconds=round(summary.seconds, 3), tokens_per_s=round(summary.tokens_per_s, 1))
 
 
-def kube_cluster_kwargs(job: JobConfig, dask_profile: str | None) -> dict:
-    """Engine arguments that run the night on a KubeCluster from a Dask profile."""
+@contextmanager
+def kube_cluster(job: JobConfig, dask_profile: str | None) -> Iterator[dict]:
+    """Engine arguments that run the night on a ``KubeCluster`` started from a Dask
+    profile (``cluster_specs/dask/*.yaml``), closed when the block ends; ``{}`` without one.
+    """
     if not dask_profile:
-        return {}
+        yield {}
+        return
     if job.engine.kind != "dask":
         raise ConfigError(f"a Dask profile ({dask_profile}) needs engine.kind dask, not "
                           f"{job.engine.kind}.")
+    from pipelines.kube.cluster import make_kube_cluster
+
+    cluster, note = make_kube_cluster(job, dask_profile)
     try:
-        from pipelines.kube.cluster import make_kube_cluster
-    except ImportError as err:
-        raise ConfigError(f"running on a KubeCluster needs {err.name}, which is missing.",
-                          hint="Install it with: pip install 'tokenyard[kubernetes]'.") from None
-    cluster, note = make_kube_cluster(job, dask_profile, keep=False)
-    return {"cluster": cluster, "cluster_note": note}
+        yield {"cluster": cluster, "cluster_note": note}
+    finally:
+        cluster.close()
+
+
+#: what :func:`render_night` can submit to Kubernetes
+RENDER_KINDS = ("daskjob", "sparkapplication")
+
+
+def render_night(night: Night, kind: str, profile_path: str, *, attempt: int = 1
+                 ) -> list[dict[str, Any]]:
+    """The Kubernetes objects that run the night's job as a DaskJob or a SparkApplication.
+
+    Built by the project's renderers (``pipelines.kube``); named per night and attempt
+    (``<job>-<ds_nodash>-a<attempt>``) so that a retry never collides with the objects
+    of an earlier attempt. The pods run ``tokenyard run`` on the night's job, which
+    commits the version; the catalog is updated afterwards by :func:`publish_night`.
+    """
+    if night.job is None:
+        raise ConfigError(f"night {night.ds} has nothing to run ({night.skipped_reason}).")
+    if not isinstance(night.job.input.uri, str):
+        raise ConfigError(
+            f"night {night.ds} has an explicit list of {len(night.inputs)} inputs (watermark "
+            "mode), which the Kubernetes renderers do not take yet.",
+            hint="Use the partition mode (input.uri with {ds}) for DaskJob/SparkApplication "
+                 "nights, or run watermark nights in the worker or on a KubeCluster.")
+    name = f"{night.job.name[:44].rstrip('-_.')}-{placeholders(night.ds)['ds_nodash']}-a{attempt}"
+    job = night.job.with_overrides(name=name)
+    if kind == "daskjob":
+        from pipelines.kube.dask import render
+        from pipelines.kube.profiles import load_dask_profile
+
+        return render(job, load_dask_profile(profile_path), as_job=True, source=profile_path)
+    if kind == "sparkapplication":
+        from pipelines.kube.profiles import load_spark_profile
+        from pipelines.kube.spark import render_operator
+
+        return render_operator(job.with_overrides(**{"engine.kind": "spark"}),
+                               load_spark_profile(profile_path), source=profile_path)
+    raise ConfigError(f"unknown Kubernetes kind {kind!r}.",
+                      hint=f"Choose one of: {', '.join(RENDER_KINDS)}.")

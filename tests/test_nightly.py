@@ -200,3 +200,41 @@ def test_concurrent_catalog_updates_lose_nothing(s3, tokenizer_file):
     assert not errors
     cat = catalog.load("s3://tok/root", storage.storage_options())
     assert [v["ds"] for v in cat["versions"]] == days and cat["latest"] == f"v={days[-1]}"
+
+
+def test_render_night_names_objects_per_night_and_attempt(s3, tokenizer_file):
+    from tests.conftest import REPO
+
+    s3.bucket("raw")
+    s3.bucket("models")
+    s3.put(f"s3://raw/books/dt={DAY1}/a.jsonl", jsonl("one"))
+    s3.put("s3://models/tok.json", tokenizer_file.read_bytes())
+    base = base_job("s3://raw/books/dt={ds}/*.jsonl", "s3://tok/books/", "s3://models/tok.json")
+    night = nightly.resolve_night(base, DAY1)
+    objects = nightly.render_night(night, "daskjob", str(REPO / "cluster_specs/dask/general-4cpu.yaml"),
+                                   attempt=2)
+    kinds = [o["kind"] for o in objects]
+    assert kinds[:2] == ["ConfigMap", "DaskJob"]
+    assert all("20261120-a2" in o["metadata"]["name"] for o in objects)
+    assert f"s3://tok/books/v={DAY1}/" in objects[0]["data"]["job.yaml"]
+    with pytest.raises(ConfigError, match="unknown Kubernetes kind"):
+        nightly.render_night(night, "pod", "x.yaml")
+
+
+def test_logging_progress_reports_units_tokens_and_throughput(tmp_path, tokenizer_file, caplog):
+    import logging
+
+    from pipelines.progress_log import LoggingProgress
+
+    raw = tmp_path / "raw" / f"dt={DAY1}"
+    raw.mkdir(parents=True)
+    (raw / "a.jsonl").write_bytes(jsonl("some words to count"))
+    base = base_job(str(tmp_path / "raw") + "/dt={ds}/*.jsonl", str(tmp_path / "tok") + "/",
+                    tokenizer_file)
+    logger = logging.getLogger("test.nightly.progress")
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        result = nightly.run_night(base, DAY1, progress=LoggingProgress(logger))
+    lines = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    assert any(line.startswith("tokenize: 1 units (0 done earlier), 1 to run") for line in lines)
+    assert any(line.startswith("units 1/1 done,") and "tokens/s" in line for line in lines)
+    assert f"{result.tokens} tokens" in result.summary_line()
