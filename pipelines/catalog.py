@@ -33,7 +33,11 @@ import time
 from typing import Callable
 
 from pipelines import storage
-from pipelines.errors import TokenyardError
+from pipelines.errors import (  # noqa: F401  (re-exported for callers)
+    CatalogConflictError,
+    CatalogError,
+    CatalogTokenizerMismatchError,
+)
 from pipelines.records import dumps
 
 log = logging.getLogger(__name__)
@@ -43,37 +47,6 @@ CATALOG_FORMAT = 1
 #: conditional-write attempts before a publish gives up (each re-reads the catalog)
 CAS_ATTEMPTS = 12
 TOKENIZER_FIELDS = ("name", "sha256", "vocab_size", "eos", "eos_id", "bos", "bos_id")
-
-
-class CatalogError(TokenyardError):
-    """The catalog cannot take this version, or cannot be read or updated."""
-
-    exit_code = 2
-
-
-class CatalogTokenizerMismatchError(CatalogError):
-    """A version made with a tokenizer other than the catalog's was refused."""
-
-    def __init__(self, catalog_uri: str, version: str, expected: str, found: str):
-        self.catalog_uri = catalog_uri
-        self.version = version
-        self.expected = expected
-        self.found = found
-        super().__init__(
-            f"{catalog_uri} lists versions tokenized with the tokenizer sha256 "
-            f"{expected[:12]}…, but version {version} uses sha256 {found[:12]}…; a training "
-            "job reading one catalog would mix token ids of two vocabularies, so it was "
-            "refused.",
-            hint="Use the catalog's tokenizer file (tokenizer.path) for this job, or point "
-                 "output.uri at a new root for the new tokenizer, which starts a catalog of "
-                 "its own.")
-
-
-class CatalogConflictError(CatalogError):
-    """Other writers kept changing the catalog; this update gave up."""
-
-    exit_code = 1
-    transient = True
 
 
 def catalog_uri(root: str) -> str:

@@ -17,7 +17,10 @@ expected, what was found, where, and what to do.
     │   ├── StorageAccessError          no credentials, or access denied
     │   └── TransientStorageError       throttling, 5xx, timeouts: retried before raised
     ├── DatasetError                    a committed dataset fails verification
-    └── RunFailedError                  units failed; the run did not commit
+    ├── RunFailedError                  units failed; the run did not commit
+    └── CatalogError                    exit 2: a nightly catalog cannot take a version
+        ├── CatalogTokenizerMismatchError   exit 2: the version's tokenizer is not the catalog's
+        └── CatalogConflictError        exit 1, transient: concurrent writers kept winning
 
 Exceptions carry structured fields and render them in ``__str__``; they pickle, so
 they travel from Dask workers and Spark executors back to the driver unchanged.
@@ -190,3 +193,33 @@ class ProfileFitError(ConfigError):
         hint = ("What would fit: " + "; ".join(self.fits) + ".") if self.fits else None
         super().__init__(message, source=source, hint=hint)
 
+
+class CatalogError(TokenyardError):
+    """The catalog cannot take this version, or cannot be read or updated."""
+
+    exit_code = 2
+
+
+class CatalogTokenizerMismatchError(CatalogError):
+    """A version made with a tokenizer other than the catalog's was refused."""
+
+    def __init__(self, catalog_uri: str, version: str, expected: str, found: str):
+        self.catalog_uri = catalog_uri
+        self.version = version
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"{catalog_uri} lists versions tokenized with the tokenizer sha256 "
+            f"{expected[:12]}…, but version {version} uses sha256 {found[:12]}…; a training "
+            "job reading one catalog would mix token ids of two vocabularies, so it was "
+            "refused.",
+            hint="Use the catalog's tokenizer file (tokenizer.path) for this job, or point "
+                 "output.uri at a new root for the new tokenizer, which starts a catalog of "
+                 "its own.")
+
+
+class CatalogConflictError(CatalogError):
+    """Other writers kept changing the catalog; this update gave up."""
+
+    exit_code = 1
+    transient = True
