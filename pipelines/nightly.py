@@ -331,12 +331,6 @@ def render_night(night: Night, kind: str, profile_path: str, *, attempt: int = 1
     """
     if night.job is None:
         raise ConfigError(f"night {night.ds} has nothing to run ({night.skipped_reason}).")
-    if not isinstance(night.job.input.uri, str):
-        raise ConfigError(
-            f"night {night.ds} has an explicit list of {len(night.inputs)} inputs (watermark "
-            "mode), which the Kubernetes renderers do not take yet.",
-            hint="Use the partition mode (input.uri with {ds}) for DaskJob/SparkApplication "
-                 "nights, or run watermark nights in the worker or on a KubeCluster.")
     name = f"{night.job.name[:44].rstrip('-_.')}-{placeholders(night.ds)['ds_nodash']}-a{attempt}"
     job = night.job.with_overrides(name=name)
     if kind == "daskjob":

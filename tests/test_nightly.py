@@ -221,6 +221,25 @@ def test_render_night_names_objects_per_night_and_attempt(s3, tokenizer_file):
         nightly.render_night(night, "pod", "x.yaml")
 
 
+def test_render_night_of_a_watermark_night_carries_its_input_list(s3, tokenizer_file):
+    import yaml
+
+    from tests.conftest import REPO
+
+    s3.bucket("raw")
+    s3.bucket("models")
+    s3.put("s3://raw/books/a.jsonl", jsonl("one"))
+    s3.put("s3://raw/books/b.jsonl", jsonl("two"))
+    s3.put("s3://models/tok.json", tokenizer_file.read_bytes())
+    base = base_job("s3://raw/books/", "s3://tok/books/", "s3://models/tok.json")
+    night = nightly.resolve_night(base, DAY1)
+    assert night.mode == "watermark"
+    objects = nightly.render_night(night, "daskjob",
+                                   str(REPO / "cluster_specs/dask/general-4cpu.yaml"))
+    job = yaml.safe_load(objects[0]["data"]["job.yaml"])
+    assert job["input"]["uri"] == ["s3://raw/books/a.jsonl", "s3://raw/books/b.jsonl"]
+
+
 def test_logging_progress_reports_units_tokens_and_throughput(tmp_path, tokenizer_file, caplog):
     import logging
 

@@ -133,7 +133,8 @@ def object_name(job: JobConfig) -> str:
 
 def require_remote_uris(job: JobConfig, source: str | None = None) -> None:
     """Pods cannot read this machine's files: every URI of the job must be remote."""
-    for field, uri in (("input.uri", job.input.uri), ("tokenizer.path", job.tokenizer.path),
+    named = [("input.uri", uri) for uri in job.input.uris]
+    for field, uri in (*named, ("tokenizer.path", job.tokenizer.path),
                        ("output.uri", job.output.uri)):
         if "://" not in uri or uri.startswith("file://"):
             raise ConfigError(
