@@ -115,7 +115,7 @@ class PeakRSS:
     def worker_peak_mb(self) -> float:
         """The largest peak among worker processes (not the driver itself)."""
         workers = [rss for pid, (cmd, rss) in self.peaks.items() if pid != self.pid and (
-            "spawn_main" in cmd or "dask worker" in cmd or "pyspark" in cmd)
+            "spawn_main" in cmd or "dask worker" in cmd or "pyspark.daemon" in cmd)
             and "resource_tracker" not in cmd]
         return max(workers, default=0) / 2**20
 
@@ -153,6 +153,14 @@ def pipeline_rate(root: Path, tokenizer: Path, engine: str, workers: int, target
             "units": len(manifest["shards"])}
 
 
+def default_engines() -> str:
+    import importlib.util
+    import shutil
+
+    spark = importlib.util.find_spec("pyspark") is not None and shutil.which("java")
+    return "local,dask,spark" if spark else "local,dask"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=64, help="corpus size in MB (default 64)")
@@ -162,7 +170,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--target-unit", default="8MiB", help="plan.target_unit_bytes")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--engines", default="local,dask")
+    parser.add_argument("--engines", default=default_engines(),
+                        help="comma-separated (default: local,dask, and spark when pyspark "
+                             "and java are installed)")
     parser.add_argument("--workdir", help="keep the corpus and outputs here")
     args = parser.parse_args()
 

@@ -353,6 +353,7 @@ def test_killed_executors_cost_nothing(sessions, s3, corpora, tokenizer_bytes, r
     while len(executors()) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(executors()) == 2
+    assert session.sparkContext.getConf().get("spark.task.maxFailures") == "16"
     progress = Recorder()
     finished = threading.Event()
     killed: list[int] = []

@@ -39,7 +39,7 @@ import uuid
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from pyspark import SparkContext
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from pipelines.config import EngineConfig
@@ -148,9 +148,8 @@ class SparkEngine:
 
     def _create_session(self) -> SparkSession:
         master = self._requested_master()
-        builder = SparkSession.builder.appName(
-            f"tokenyard {self.job_name}".strip())
-        conf = dict(SESSION_CONF)
+        builder = SparkSession.builder
+        conf = {"spark.app.name": f"tokenyard {self.job_name}".strip(), **SESSION_CONF}
         if master is not None:
             if is_local_master(master):
                 # workers run this interpreter; nothing listens beyond loopback
@@ -161,6 +160,12 @@ class SparkEngine:
             builder = builder.master(local_with_retries(master))
         else:
             conf["spark.task.maxFailures"] = str(MAX_TASK_FAILURES)
+        if master is None:
+            # under spark-submit, what it was given (--conf, --properties-file) wins over
+            # the engine's defaults
+            SparkContext._ensure_initialized()
+            given = SparkConf()
+            conf = {k: v for k, v in conf.items() if not given.contains(k)}
         conf.update(self.spark_conf)
         for key, value in conf.items():
             builder = builder.config(key, value)
