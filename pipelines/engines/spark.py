@@ -29,6 +29,7 @@ and workers find credentials through the AWS chain of the environment they run i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -208,14 +209,18 @@ class SparkEngine:
 
     # -- running units -----------------------------------------------------------------
 
-    def _jobs_in_flight(self, sc: SparkContext) -> int:
-        slots = sc.defaultParallelism
+    @staticmethod
+    def _slots_wanted(sc: SparkContext) -> int:
+        """Task slots dynamic allocation may grow to: pending tasks are what make it ask."""
         conf = sc.getConf()
-        if conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true":
-            # pending tasks are what make dynamic allocation ask for executors
-            most = int(conf.get("spark.dynamicAllocation.maxExecutors", "0") or 0)
-            cores = int(conf.get("spark.executor.cores", "1") or 1)
-            slots = max(slots, most * cores)
+        if conf.get("spark.dynamicAllocation.enabled", "false").lower() != "true":
+            return 0
+        most = int(conf.get("spark.dynamicAllocation.maxExecutors", "0") or 0)
+        return most * int(conf.get("spark.executor.cores", "1") or 1)
+
+    @staticmethod
+    def _jobs_in_flight(sc: SparkContext, slots_wanted: int) -> int:
+        slots = max(sc.defaultParallelism, slots_wanted)  # executors come and go
         return max(2, min(MAX_JOBS_IN_FLIGHT, JOBS_PER_SLOT * slots))
 
     def _run_job(self, options: UnitOptions, unit: WorkUnit):
@@ -236,10 +241,11 @@ class SparkEngine:
         queue = deque(units)
         running: dict[Future, WorkUnit] = {}
         stop = False
+        slots_wanted = self._slots_wanted(sc)
         pool = ThreadPoolExecutor(MAX_JOBS_IN_FLIGHT, thread_name_prefix="tokenyard-spark")
         try:
             while (queue and not stop) or running:
-                limit = self._jobs_in_flight(sc)
+                limit = self._jobs_in_flight(sc, slots_wanted)
                 while queue and not stop and len(running) < limit:
                     unit = queue.popleft()
                     self.attempts.started(unit.index)
@@ -264,7 +270,8 @@ class SparkEngine:
                         stop = True
                         log.info("unit %s failed for good; no more units start", unit.name)
         except BaseException:
-            sc.cancelJobGroup(self._group)
+            with contextlib.suppress(Exception):  # the context may be gone already
+                sc.cancelJobGroup(self._group)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
