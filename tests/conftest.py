@@ -110,3 +110,5 @@ def quiet_server_logs():
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # py4j logs from __del__ at interpreter exit, after pytest closed its streams
+    logging.getLogger("py4j").setLevel(logging.WARNING)
