@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import textwrap
 
@@ -47,6 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class RedactCredentials(logging.Filter):
+    """Masks AWS credentials in log records: botocore's DEBUG logs print request headers,
+    whose ``Authorization`` holds the access key id, and libraries may echo settings."""
+
+    _PATTERN = re.compile(r"(Credential=)[^/,\s'\"]+|(Signature=)[0-9a-f]+"
+                          r"|(X-Amz-Credential=)[^&\s'\"]+|(X-Amz-Security-Token=)[^&\s'\"]+")
+    _ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._PATTERN.sub(
+            lambda m: next(g for g in m.groups() if g) + "<redacted>", message)
+        for name in self._ENV:
+            value = os.environ.get(name)
+            if value and len(value) >= 8:
+                redacted = redacted.replace(value, "<redacted>")
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
 def fail(message: str, code: int) -> int:
     width = 100
     print("\n".join(textwrap.wrap("error: " + message, width, break_long_words=False,
@@ -59,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = os.environ.get("TOKENYARD_LOGGING_LEVEL", "DEBUG" if args.debug else "WARNING")
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactCredentials())
     if not args.debug:
         # Dask logs every worker start and stop at INFO; the progress bar says what matters.
         # Read when distributed is first imported, here and in worker processes.
