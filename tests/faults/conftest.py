@@ -1,0 +1,97 @@
+"""Shared pieces of the fault campaign: a corpus, a reference run, and a census."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import parse_job
+from pipelines.formats import iter_documents
+from pipelines.run import run_job
+from pipelines.testing.corpus import write_jsonl
+from pipelines.verify import verify
+from tests.conftest import local_tree
+
+__all__ = ["census", "make_job", "local_tree", "assert_verifies", "Corpus"]
+
+
+def make_job(inp: str, tok: str, out: str, *, kind: str = "local", workers: int = 2,
+             target: int = 48_000, **extra) -> dict:
+    job = {
+        "name": "fault-job",
+        "input": {"uri": inp, "id_field": "id"},
+        "tokenizer": {"path": tok},
+        "output": {"uri": out},
+        "plan": {"target_unit_bytes": target},
+        "engine": {"kind": kind, "workers": workers, "dashboard_address": "127.0.0.1:0",
+                   "max_attempts": 8},
+    }
+    for key, value in extra.items():
+        node = job
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return job
+
+
+def census(output_uri: str, storage_opts: dict | None = None) -> Counter:
+    """How many times each distinct document (its token sequence) is in a dataset."""
+    return Counter(hashlib.sha256(doc.tobytes()).hexdigest()
+                   for doc in iter_documents(output_uri, storage_opts))
+
+
+def lost_and_duplicated(reference: Counter, found: Counter) -> tuple[int, int]:
+    lost = sum((reference - found).values())
+    duplicated = sum((found - reference).values())
+    return lost, duplicated
+
+
+def assert_verifies(output_uri: str, storage_opts: dict | None = None) -> None:
+    report = verify(output_uri, storage_opts)
+    assert report.ok, report.problems
+
+
+class Corpus:
+    """JSONL inputs and a tokenizer under a folder, and the reference output."""
+
+    def __init__(self, root: Path, tokenizer_bytes: bytes, *, files: int, file_bytes: int,
+                 target: int) -> None:
+        self.root = root
+        self.raw = root / "raw"
+        self.tokenizer = root / "tokenizer.json"
+        self.tokenizer.write_bytes(tokenizer_bytes)
+        self.records = sum(write_jsonl(self.raw / f"part-{i:02d}.jsonl", file_bytes, seed=i,
+                                       id_prefix=f"p{i}") for i in range(files))
+        self.target = target
+        self.reference = root / "reference"
+        summary = run_job(parse_job(self.job(str(self.reference))))
+        self.units = summary.units
+        self.tree = local_tree(self.reference)
+        self.census = census(str(self.reference))
+        assert sum(self.census.values()) == summary.documents == self.records
+
+    def job(self, out: str, **kw) -> dict:
+        kw.setdefault("target", self.target)
+        return make_job(str(self.raw), str(self.tokenizer), out, **kw)
+
+    def manifest(self) -> dict:
+        return json.loads(self.tree["manifest.json"])
+
+
+@pytest.fixture(scope="module")
+def corpus48(tmp_path_factory, tokenizer_bytes) -> Corpus:
+    """About 48 units of 96 kB each (a few tenths of a second of work each)."""
+    return Corpus(tmp_path_factory.mktemp("corpus48"), tokenizer_bytes, files=4,
+                  file_bytes=1_100_000, target=96_000)
+
+
+@pytest.fixture(scope="module")
+def corpus12(tmp_path_factory, tokenizer_bytes) -> Corpus:
+    """About 12 small units: for campaigns where every request is slow or faulty."""
+    return Corpus(tmp_path_factory.mktemp("corpus12"), tokenizer_bytes, files=2,
+                  file_bytes=300_000, target=50_000)
