@@ -347,7 +347,10 @@ class FaultProxy:
                 fault = self._draw()
                 if fault in ("outage", "slowdown", "internal"):
                     err = _ERRORS["slowdown" if fault == "outage" else fault]
-                    conn.sendall(s3_error_response(*err))
+                    response = s3_error_response(*err)
+                    if request.split(b" ", 1)[0].upper() == b"HEAD":
+                        response = response.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+                    conn.sendall(response)
                     continue
                 if fault == "reset":
                     _reset(conn)
