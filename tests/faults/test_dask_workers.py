@@ -129,7 +129,7 @@ def test_retire_hands_over_without_loss_and_beats_a_kill(corpus48, tmp_path):
     print(f"\nretire: left in {retire['notice_to_gone_s']:.2f}s, run {retire['run_s']:.1f}s, "
           f"rework {retire['rework'].rework}; kill: run {kill['run_s']:.1f}s, "
           f"rework {kill['rework'].rework}")
-    print(retire["rework"], kill["rework"])
     assert retire["rework"].rework == 0  # the unit in flight finished or moved, not rerun
     assert kill["rework"].rework >= 1
-    assert retire["run_s"] < kill["run_s"]
+    # wall times are printed, not asserted: on a shared 2-core machine they are noisy;
+    # the kill's cost is the rerun unit above (plus the nanny's restart)
