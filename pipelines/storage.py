@@ -65,24 +65,30 @@ class RetryPolicy:
     """Retries for whole-object operations, on transient errors only.
 
     s3fs and botocore retry single requests already; this covers what outlasts them
-    (a dropped connection mid-transfer, a burst of throttling).
+    (a dropped connection mid-transfer, a burst of throttling). No attempt starts after
+    ``deadline_s``, so a sustained outage fails an operation in bounded time (about
+    ``deadline_s`` plus one attempt, itself bounded by the request timeouts and
+    retries in :data:`S3_CONFIG`) instead of hanging.
     """
 
-    attempts: int = 5
+    attempts: int = 4
     base_delay_s: float = 0.5
-    max_delay_s: float = 20.0
+    max_delay_s: float = 8.0
+    deadline_s: float = 30.0
 
     def call(self, fn: Callable[[], T], *, uri: str, operation: str,
              storage: dict | None = None) -> T:
+        started = time.monotonic()
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn()
             except Exception as err:  # translated below, re-raised as tokenyard errors
                 translated = translate_error(err, uri, operation, storage)
-                if not translated.transient or attempt == self.attempts:
-                    raise translated from err
                 delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
                 delay *= 0.5 + random.random() / 2
+                late = time.monotonic() - started + delay > self.deadline_s
+                if not translated.transient or attempt == self.attempts or late:
+                    raise translated from err
                 log.info("%s %s failed (%s); retry %d/%d in %.1fs", operation, uri,
                          translated.reason, attempt, self.attempts - 1, delay)
                 time.sleep(delay)
@@ -90,6 +96,19 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+#: botocore settings for every S3 request: a few quick retries with backoff (standard
+#: mode: at most ~7 s of sleeps), and timeouts that turn a stalled connection into a
+#: retry instead of a hang. Adaptive mode's client-side rate limiter was left out: under
+#: a sustained run of 503s it held requests for minutes.
+S3_CONFIG = {
+    "retries": {"max_attempts": 4, "mode": "standard"},
+    "connect_timeout": 5,
+    "read_timeout": 20,
+}
+#: s3fs's own retries of a request (on SlowDown and dropped connections), on top of
+#: botocore's; its default (5) multiplied the wait under an outage
+S3FS_RETRIES = 2
 
 
 # -- filesystems ------------------------------------------------------------------
@@ -124,11 +143,7 @@ def _fs_kwargs(uri: str, storage: dict | None) -> dict:
             client_kwargs["region_name"] = storage["region"]
         kwargs = {
             "client_kwargs": client_kwargs,
-            "config_kwargs": {
-                "retries": {"max_attempts": 6, "mode": "adaptive"},
-                "connect_timeout": 10,
-                "read_timeout": 60,
-            },
+            "config_kwargs": dict(S3_CONFIG),
             "use_listings_cache": False,
         }
         if storage.get("anon"):
@@ -146,10 +161,13 @@ def get_fs(uri: str, storage: dict | None = None) -> tuple[fsspec.AbstractFileSy
     if uri.startswith("s3a://"):
         uri = "s3://" + uri[len("s3a://"):]
     try:
-        return url_to_fs(uri, **_fs_kwargs(uri, storage))
+        fs, path = url_to_fs(uri, **_fs_kwargs(uri, storage))
     except ImportError as err:
         raise StorageError(uri, "open", f"no filesystem for this protocol ({err})",
                            hint="Install the fsspec backend for it, e.g. s3fs for s3://.") from None
+    if getattr(fs, "retries", None) is not None and "s3" in fs.protocol:
+        fs.retries = S3FS_RETRIES
+    return fs, path
 
 
 def join(prefix: str, *parts: str) -> str:

@@ -25,16 +25,31 @@ class RunOutcome:
     retries: int = 0
 
 
+#: transient failures in a row, with no unit finishing in between, after which the run
+#: stops retrying: storage is down, not flaky (each failure already spent the storage
+#: layer's own retries), and retrying every unit through an outage would hang the run
+MAX_CONSECUTIVE_TRANSIENT = 6
+
+
 @dataclass
 class Attempts:
     """Counts attempts per unit and decides what to do with a failure."""
 
     max_attempts: int
     counts: dict[int, int] = field(default_factory=dict)
+    consecutive_transient: int = 0
+    max_consecutive_transient: int = MAX_CONSECUTIVE_TRANSIENT
 
     def started(self, index: int) -> int:
         self.counts[index] = self.counts.get(index, 0) + 1
         return self.counts[index]
 
+    def succeeded(self) -> None:
+        self.consecutive_transient = 0
+
     def should_retry(self, index: int, error: BaseException) -> bool:
-        return retryable(error) and self.counts.get(index, 0) < self.max_attempts
+        if not retryable(error):
+            return False
+        self.consecutive_transient += 1
+        return (self.counts.get(index, 0) < self.max_attempts
+                and self.consecutive_transient < self.max_consecutive_transient)

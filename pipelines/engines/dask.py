@@ -173,6 +173,7 @@ class DaskEngine:
             except Exception as err:  # the unit's own error, sent back by Dask
                 error = err
             else:
+                self.attempts.succeeded()
                 outcome.results[index] = result
                 self._report(result)
                 self.progress.unit_done(result)

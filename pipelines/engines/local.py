@@ -83,6 +83,7 @@ class LocalEngine:
                         outcome.failures[unit.index] = err
                         stop = True
                     continue
+                self.attempts.succeeded()
                 outcome.results[unit.index] = result
                 self.progress.unit_done(result)
             if broken:
