@@ -211,7 +211,7 @@ def test_render_night_names_objects_per_night_and_attempt(s3, tokenizer_file):
     s3.put("s3://models/tok.json", tokenizer_file.read_bytes())
     base = base_job("s3://raw/books/dt={ds}/*.jsonl", "s3://tok/books/", "s3://models/tok.json")
     night = nightly.resolve_night(base, DAY1)
-    objects = nightly.render_night(night, "daskjob", str(REPO / "cluster_specs/dask/general-4cpu.yaml"),
+    objects = nightly.render_night(night, "daskjob", str(REPO / "cluster_specs/dask/general-1cpu.yaml"),
                                    attempt=2)
     kinds = [o["kind"] for o in objects]
     assert kinds[:2] == ["ConfigMap", "DaskJob"]
@@ -235,7 +235,7 @@ def test_render_night_of_a_watermark_night_carries_its_input_list(s3, tokenizer_
     night = nightly.resolve_night(base, DAY1)
     assert night.mode == "watermark"
     objects = nightly.render_night(night, "daskjob",
-                                   str(REPO / "cluster_specs/dask/general-4cpu.yaml"))
+                                   str(REPO / "cluster_specs/dask/general-1cpu.yaml"))
     job = yaml.safe_load(objects[0]["data"]["job.yaml"])
     assert job["input"]["uri"] == ["s3://raw/books/a.jsonl", "s3://raw/books/b.jsonl"]
 

@@ -63,6 +63,7 @@ def _render(args: argparse.Namespace) -> int:
         if args.operator or args.output_dir:
             raise ConfigError("--operator and --output-dir are for render spark.")
         profile = load_dask_profile(args.profile)
+        dask.plan(job, profile, source=args.profile)  # a profile's errors name the profile
         sys.stdout.write(yamlio.dump_all(dask.render(job, profile, as_job=args.as_job,
                                                      source=args.job)))
         return 0

@@ -18,9 +18,10 @@ from pipelines.kube.profiles import DaskProfile, load_dask_profile
 from pipelines.kube.validate import INSTALL_HINT
 
 
-def kube_cluster_spec(job: JobConfig, profile: DaskProfile) -> dict[str, Any]:
+def kube_cluster_spec(job: JobConfig, profile: DaskProfile, source: str | None = None
+                      ) -> dict[str, Any]:
     """The DaskCluster object a run on Kubernetes submits."""
-    return dask.daskcluster(dask.plan(job, profile))
+    return dask.daskcluster(dask.plan(job, profile, source))
 
 
 def dashboard_hint(name: str, namespace: str) -> str:
@@ -38,7 +39,7 @@ def make_kube_cluster(job: JobConfig, profile_path: str, *, keep_cluster: bool =
     """
     podspec.require_remote_uris(job)
     profile = load_dask_profile(profile_path)
-    spec = kube_cluster_spec(job, profile)
+    spec = kube_cluster_spec(job, profile, str(profile_path))
     try:
         from dask_kubernetes.operator import KubeCluster
     except ImportError:

@@ -6,6 +6,13 @@ through the scheduler's HTTP API (``python -m pipelines.kube.retire``), which ha
 results to other workers before the pod stops. The scheduler runs on the stable
 on-demand pool with ``karpenter.sh/do-not-disrupt``, allows more task failures than the
 default (a spot loss counts as one) and serves the ``/api/v1/retire_workers`` route.
+
+Each worker pod is one CPU: one Dask worker process with one thread. The tokenizer holds
+the GIL for most of its work (two threads in one process reach 1.21x of one thread), so
+the pipeline runs one single-threaded process per core; and the Dask operator needs one
+worker per pod (it maps a retired worker's name to the Deployment of that name, which
+``--nworkers N`` would break). A profile scales with its number of workers, and a
+``worker.cpus`` above 1 is refused (``check_worker_cpus``).
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.config import JobConfig
+from pipelines.errors import ProfileFitError
 from pipelines.kube import podspec
 from pipelines.kube.pools import stable_pool
 from pipelines.kube.profiles import DaskProfile
 from pipelines.kube.scheduling import PodShape
-from pipelines.kube.sizing import PodSize, size_pod, size_worker
+from pipelines.kube.sizing import PodSize, size_core_worker, size_pod
 
 API_VERSION = "kubernetes.dask.org/v1"
 SCHEDULER_PORT = 8786
@@ -36,6 +44,8 @@ SCHEDULER_HTTP_ROUTES = (
     "distributed.http.statics",
     "distributed.http.scheduler.api",
 )
+#: CPUs (and threads) of one worker pod: one single-threaded worker process per core
+WORKER_CPUS = 1
 #: how long the preStop hook waits for the scheduler to move a worker's results
 RETIRE_TIMEOUT_SECONDS = 75
 
@@ -61,7 +71,38 @@ class DaskPlan:
         return shapes
 
 
+def check_worker_cpus(profile: DaskProfile, source: str | None = None) -> None:
+    """Refuse a worker of more than one CPU: workers are one process with one thread.
+
+    More threads in one process would idle cores (the tokenizer holds the GIL), and
+    ``--nworkers`` above 1 in a pod breaks the operator's scale-down, so the only way to
+    use more cores is more workers.
+    """
+    cpus = profile.worker.cpus
+    if cpus == WORKER_CPUS:
+        return
+    workers = profile.workers
+    more = (f"count: {workers.count * cpus}" if workers.count is not None
+            else f"min: {(workers.min or 0) * cpus}, max: {(workers.max or 0) * cpus}")
+    per_cpu = -(-profile.worker.memory_bytes // cpus)
+    raise ProfileFitError(
+        f"a Dask worker asks for {cpus} CPUs; Dask workers on Kubernetes have 1 CPU each. A "
+        "worker is one process with one thread: the tokenizer holds the GIL for most of its "
+        "work (two threads in one process reach 1.21x of one), so extra threads leave cores "
+        "idle, and the Dask operator needs one worker process per pod to scale down "
+        "(--nworkers would break it). Use more workers instead.",
+        source=source, cpus=cpus, memory_bytes=profile.worker.memory_bytes,
+        fits=[f"worker: {{cpus: 1, memory: {_memory_text(per_cpu)}}} with {cpus}x the workers "
+              f"(workers: {{{more}}})"])
+
+
+def _memory_text(n: int) -> str:
+    gib, rest = divmod(n, 2**30)
+    return f"{gib}Gi" if not rest else f"{-(-n // 2**20)}Mi"
+
+
 def plan(job: JobConfig, profile: DaskProfile, source: str | None = None) -> DaskPlan:
+    check_worker_cpus(profile, source)
     stable = stable_pool()
     return DaskPlan(
         name=podspec.object_name(job),
@@ -70,8 +111,8 @@ def plan(job: JobConfig, profile: DaskProfile, source: str | None = None) -> Das
         scheduler=size_pod(profile.scheduler.cpus, profile.scheduler.memory_bytes, stable,
                            memory_class=None, shrink_memory=True,
                            what="the Dask scheduler", source=source),
-        worker=size_worker(profile.worker.cpus, profile.worker.memory_bytes,
-                           what="a Dask worker", source=source),
+        worker=size_core_worker(profile.worker.memory_bytes, what="a Dask worker",
+                                source=source),
         runner=size_pod(profile.runner.cpus, profile.runner.memory_bytes, stable,
                         memory_class=None, shrink_memory=True, what="the job runner",
                         source=source),
@@ -134,7 +175,7 @@ def _worker(p: DaskPlan) -> dict[str, Any]:
         "name": "worker",
         "image": p.profile.image,
         "args": ["dask", "worker", "--name", "$(DASK_WORKER_NAME)",
-                 "--nworkers", "1", "--nthreads", str(p.worker.cpus),
+                 "--nworkers", "1", "--nthreads", str(WORKER_CPUS),
                  "--memory-limit", str(p.worker.memory_bytes),
                  "--local-directory", f"{podspec.SCRATCH_PATH}/dask",
                  "--dashboard-address", f":{WORKER_DASHBOARD_PORT}"],

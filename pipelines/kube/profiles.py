@@ -6,12 +6,16 @@ and ``cluster_specs/spark/``::
 
     apiVersion: tokenyard.io/v1alpha1
     kind: DaskProfile
-    name: general-4cpu
+    name: general-1cpu
     image: registry.example.com/tokenyard:0.1.0
     serviceAccount: tokenyard-pipeline
     scheduler: {cpus: 1, memory: 4Gi}
-    worker: {cpus: 4, memory: 16Gi}
-    workers: {min: 2, max: 40}       # adaptive; or {count: 8}
+    worker: {cpus: 1, memory: 4Gi}   # always 1 CPU: one single-threaded process per core
+    workers: {min: 8, max: 160}      # adaptive; or {count: 80}
+
+A Dask worker has exactly one CPU (``pipelines.kube.dask.check_worker_cpus`` refuses
+more): Dask scales with the number of workers. Spark executors may have several cores
+(one Python worker process per task slot).
 """
 
 from __future__ import annotations

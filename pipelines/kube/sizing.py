@@ -6,6 +6,11 @@ allocates about 13.8 GiB. So a worker that asks for "4 CPUs, 16 GiB" is put in t
 per vCPU class and its requests are sized to what a 4-vCPU node of that class can really
 hold after DaemonSets; asking for the raw 16 GiB would leave it Pending or push it onto
 an 8-vCPU node with half the node wasted.
+
+A Dask worker is one single-threaded process on one core (``size_core_worker``): it
+requests a whole CPU, so no node runs more workers than it allocates whole cores, and
+its memory is the share of one such core on every node of its class, so memory never
+keeps a node's cores idle.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class PodSize:
     fits_on: tuple[InstanceType, ...]
     #: the memory asked for, before sizing to allocatable
     asked_memory_bytes: int
+    #: sized as one core's share of the class's nodes (``size_core_worker``)
+    per_core: bool = False
 
     @property
     def cpu_limit_m(self) -> int:
@@ -52,7 +59,10 @@ class PodSize:
     def describe(self) -> str:
         text = (f"{format_cpu(self.cpu_request_m)} CPU, {gib(self.memory_bytes)} on "
                 f"{self.pool.name} nodes ({len(self.fits_on)} instance types)")
-        if self.shrunk:
+        if self.shrunk and self.per_core:
+            text += (f"; memory sized down from {gib(self.asked_memory_bytes)} to one core's "
+                     "share of every node of the class")
+        elif self.shrunk:
             text += (f"; memory sized down from {gib(self.asked_memory_bytes)} to what a "
                      f"{self.node_vcpu}-vCPU node allocates")
         return text
@@ -129,3 +139,41 @@ def size_worker(cpus: int, memory_bytes: int, *, what: str, shrink_memory: bool 
     cls = choose_class(cpus, memory_bytes, what=what, source=source)
     return size_pod(cpus, memory_bytes, class_pool(cls), memory_class=cls,
                     shrink_memory=shrink_memory, what=what, source=source)
+
+
+def size_core_worker(memory_bytes: int, *, what: str, source: str | None = None) -> PodSize:
+    """A one-CPU worker that owns its core: one single-threaded process per core.
+
+    It requests a whole CPU (request = limit = 1), so a node holds at most as many such
+    workers as it allocates whole cores after DaemonSets (15 on a 16-vCPU node; none on
+    a 1-vCPU node, which allocates less than one). Memory is sized down to the smallest
+    per-core share over the class's instance types (allocatable memory after DaemonSets
+    divided by the workers the node holds), so every node fills all its worker slots.
+    """
+    try:
+        cls = choose_class(1, memory_bytes, what=what, source=source)
+    except ProfileFitError as err:  # more CPUs is not a way out for a one-core worker
+        raise ProfileFitError(err.message, source=source, cpus=1, memory_bytes=memory_bytes,
+                              fits=[f"at most {CLASSES[-1].gib_per_cpu:g} GiB per worker"]
+                              ) from None
+    pool = class_pool(cls)
+    cpu_request = 1000
+    shares: list[tuple[int, InstanceType]] = []
+    for instance in pool.instance_types():
+        slots = (instance.alloc_cpu_m - DAEMONSET_CPU_M) // cpu_request
+        if slots >= 1:
+            shares.append(((instance.alloc_memory_bytes - DAEMONSET_MEMORY_BYTES) // slots,
+                           instance))
+    if len(shares) < MIN_INSTANCE_TYPES:
+        raise ProfileFitError(
+            f"{what} needs a whole CPU; only {len(shares)} instance type(s) of the "
+            f"{pool.name} pool allocate that, and the pool asks for at least "
+            f"{MIN_INSTANCE_TYPES} to choose spot capacity from.",
+            source=source, cpus=1, memory_bytes=memory_bytes)
+    share, smallest = min(shares, key=lambda s: s[0])
+    memory = min(memory_bytes, share)
+    memory -= memory % 2**20
+    fits_on = tuple(i for _, i in shares)
+    return PodSize(pool=pool, memory_class=cls, cpus=1, cpu_request_m=cpu_request,
+                   memory_bytes=memory, node_vcpu=smallest.vcpu, fits_on=fits_on,
+                   asked_memory_bytes=memory_bytes, per_core=True)

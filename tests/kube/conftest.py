@@ -62,7 +62,7 @@ def job():
 
 @pytest.fixture(scope="session")
 def dask_profile():
-    return load_profile(REPO / "cluster_specs" / "dask" / "general-4cpu.yaml")
+    return load_profile(REPO / "cluster_specs" / "dask" / "general-1cpu.yaml")
 
 
 @pytest.fixture(scope="session")

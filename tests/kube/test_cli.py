@@ -9,7 +9,7 @@ from pipelines.cli import main
 
 from .conftest import JOB_FILE, REPO, assert_no_credentials
 
-DASK = str(REPO / "cluster_specs/dask/general-4cpu.yaml")
+DASK = str(REPO / "cluster_specs/dask/general-1cpu.yaml")
 SPARK = str(REPO / "cluster_specs/spark/general-4core.yaml")
 
 
@@ -44,10 +44,19 @@ def test_render_spark(capsys, tmp_path):
 def test_render_errors_exit_2(capsys, tmp_path):
     fat = tmp_path / "fat.yaml"
     fat.write_text("apiVersion: tokenyard.io/v1alpha1\nkind: DaskProfile\nname: fat\nimage: i\n"
-                   "worker: {cpus: 4, memory: 40Gi}\nworkers: {count: 1}\n")
+                   "worker: {cpus: 1, memory: 10Gi}\nworkers: {count: 1}\n")
     assert main(["render", "dask", str(JOB_FILE), "--profile", str(fat)]) == 2
-    err = capsys.readouterr().err
-    assert "fits no class" in err and "What would fit" in err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "fits no class" in err and "What would fit: at most 8 GiB per worker." in err
+    threads = tmp_path / "threads.yaml"
+    threads.write_text("apiVersion: tokenyard.io/v1alpha1\nkind: DaskProfile\nname: t\n"
+                       "image: i\nworker: {cpus: 4, memory: 16Gi}\nworkers: {count: 2}\n")
+    for command in (["render", "dask", str(JOB_FILE), "--profile", str(threads), "--job"],
+                    ["check-scheduling", str(JOB_FILE), "--profile", str(threads)]):
+        assert main(command) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"{threads}: a Dask worker asks for 4 CPUs" in err
+        assert "workers: {count: 8}" in err
     assert main(["render", "spark", str(JOB_FILE), "--profile", DASK]) == 2
     assert main(["render", "dask", str(JOB_FILE), "--profile", DASK, "--operator"]) == 2
 

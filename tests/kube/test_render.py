@@ -99,6 +99,11 @@ def test_dask_scheduler_and_workers(dask_cluster):
     assert worker["nodeSelector"] == {LABEL_MEMORY_PER_CPU: "4"}
     assert worker["terminationGracePeriodSeconds"] < 120
     container = worker["containers"][0]
+    args = container["args"]
+    # one single-threaded worker process per 1-CPU pod (the operator needs one per pod)
+    assert args[args.index("--nworkers") + 1] == "1"
+    assert args[args.index("--nthreads") + 1] == "1"
+    assert container["resources"]["limits"]["cpu"] == "1"
     assert container["lifecycle"]["preStop"]["exec"]["command"][:3] == [
         "python", "-m", "pipelines.kube.retire"]
     timeout = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
@@ -106,7 +111,7 @@ def test_dask_scheduler_and_workers(dask_cluster):
     assert container["resources"]["limits"]["memory"] == container["resources"]["requests"]["memory"]
     assert DO_NOT_DISRUPT not in (cluster["spec"]["worker"].get("metadata") or {}).get("annotations", {})
     assert autoscaler["kind"] == "DaskAutoscaler"
-    assert (autoscaler["spec"]["minimum"], autoscaler["spec"]["maximum"]) == (2, 40)
+    assert (autoscaler["spec"]["minimum"], autoscaler["spec"]["maximum"]) == (8, 160)
 
 
 def test_dask_env_routes_parse_as_dask_config(dask_cluster):
@@ -125,9 +130,38 @@ def test_fixed_count_profile_has_no_autoscaler(job):
     from pipelines.kube.profiles import load_profile
 
     from .conftest import REPO
-    objects = dask.render(job, load_profile(REPO / "cluster_specs/dask/compute-8cpu.yaml"))
+    objects = dask.render(job, load_profile(REPO / "cluster_specs/dask/compute-1cpu.yaml"))
     assert [o["kind"] for o in objects] == ["DaskCluster"]
-    assert objects[0]["spec"]["worker"]["replicas"] == 10
+    assert objects[0]["spec"]["worker"]["replicas"] == 80
+
+
+@pytest.mark.parametrize("name", ["general-1cpu", "compute-1cpu", "memory-1cpu"])
+def test_shipped_dask_profiles_are_one_cpu_workers(job, name):
+    from pipelines.kube.profiles import load_profile
+
+    from .conftest import REPO
+    profile = load_profile(REPO / f"cluster_specs/dask/{name}.yaml")
+    assert profile.worker.cpus == 1
+    container = dask.render(job, profile)[0]["spec"]["worker"]["spec"]["containers"][0]
+    assert container["args"][container["args"].index("--nthreads") + 1] == "1"
+
+
+@pytest.mark.parametrize("workers, more", [("{min: 2, max: 40}", "min: 8, max: 160"),
+                                           ("{count: 10}", "count: 40")])
+def test_dask_worker_of_several_cpus_is_refused(job, workers, more):
+    from pipelines.errors import ProfileFitError
+    from pipelines.kube.profiles import parse_profile
+
+    profile = parse_profile(yaml.safe_load(
+        "apiVersion: tokenyard.io/v1alpha1\nkind: DaskProfile\nname: four\nimage: i\n"
+        f"worker: {{cpus: 4, memory: 16Gi}}\nworkers: {workers}\n"), source="four.yaml")
+    for as_job in (False, True):
+        with pytest.raises(ProfileFitError) as info:
+            dask.render(job, profile, as_job=as_job, source="four.yaml")
+        text = str(info.value)
+        assert "four.yaml" in text and "asks for 4 CPUs" in text
+        assert "1.21x" in text and "one worker process per pod" in text
+        assert f"worker: {{cpus: 1, memory: 4Gi}} with 4x the workers (workers: {{{more}}})" in text
 
 
 def test_dask_job_carries_the_job_file(dask_job, job):

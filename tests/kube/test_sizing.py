@@ -2,7 +2,8 @@ import pytest
 
 from pipelines.errors import ConfigError, ProfileFitError
 from pipelines.kube.profiles import parse_profile
-from pipelines.kube.sizing import DAEMONSET_MEMORY_BYTES, choose_class, size_worker
+from pipelines.kube.sizing import (DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES, choose_class,
+                                    size_core_worker, size_worker)
 
 GIB = 2**30
 
@@ -88,3 +89,28 @@ def test_bad_profiles_are_config_errors():
                        "workers": {"count": 2, "max": 4}})
     with pytest.raises(ConfigError, match="not a profile kind"):
         parse_profile({"apiVersion": "tokenyard.io/v1alpha1", "kind": "Nope"})
+
+
+@pytest.mark.parametrize("gib_per_cpu", [2, 4, 8])
+def test_core_worker_owns_a_core_and_fills_every_node(gib_per_cpu):
+    size = size_core_worker(gib_per_cpu * GIB, what="a Dask worker")
+    assert size.memory_class.gib_per_cpu == gib_per_cpu
+    assert (size.cpus, size.cpu_request_m, size.cpu_limit_m) == (1, 1000, 1000)
+    assert size.shrunk and size.memory_bytes > 0.8 * gib_per_cpu * GIB
+    assert all(i.vcpu >= 2 for i in size.fits_on)  # a 1-vCPU node allocates less than a core
+    for i in size.fits_on:
+        cores = (i.alloc_cpu_m - DAEMONSET_CPU_M) // 1000
+        # never more workers than cores, and memory never leaves a core without a worker
+        assert cores < i.vcpu
+        assert (i.alloc_memory_bytes - DAEMONSET_MEMORY_BYTES) // size.memory_bytes >= cores
+
+
+def test_core_worker_memory_below_the_share_is_kept():
+    size = size_core_worker(3 * GIB, what="w")
+    assert size.memory_bytes == 3 * GIB and not size.shrunk
+    assert size.memory_class.gib_per_cpu == 4
+
+
+def test_core_worker_that_fits_no_class():
+    with pytest.raises(ProfileFitError, match="fits no class"):
+        size_core_worker(10 * GIB, what="a Dask worker")

@@ -96,12 +96,17 @@ def test_files_and_job_files(tmp_path, schema_dir):
     profile = tmp_path / "fat.yaml"
     profile.write_text(
         "apiVersion: tokenyard.io/v1alpha1\nkind: DaskProfile\nname: fat\nimage: i\n"
-        "worker: {cpus: 4, memory: 40Gi}\nworkers: {count: 1}\n")
-    problems, checked = validate([jobs / "bad.yaml", profile, tmp_path / "missing.yaml"],
+        "worker: {cpus: 1, memory: 10Gi}\nworkers: {count: 1}\n")
+    threads = tmp_path / "threads.yaml"
+    threads.write_text(
+        "apiVersion: tokenyard.io/v1alpha1\nkind: DaskProfile\nname: threads\nimage: i\n"
+        "worker: {cpus: 4, memory: 16Gi}\nworkers: {count: 1}\n")
+    problems, checked = validate([jobs / "bad.yaml", profile, threads, tmp_path / "missing.yaml"],
                                  root=tmp_path, schema_dir=schema_dir)
     text = "\n".join(map(str, problems))
     assert "did you mean 'tokenizer'" in text
     assert "fat.yaml: DaskProfile/fat: " in text and "fits no class" in text
+    assert "threads.yaml: DaskProfile/threads: " in text and "1 CPU each" in text
     assert "missing.yaml: no such file" in text
 
 
