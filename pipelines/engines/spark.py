@@ -278,5 +278,6 @@ class SparkEngine:
         return outcome
 
     def _done(self, outcome: RunOutcome, result: UnitResult) -> None:
+        self.attempts.succeeded()
         outcome.results[result.index] = result
         self.progress.unit_done(result)
