@@ -27,14 +27,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from pipelines.testing.measure import PeakRSS  # noqa: E402
 
 
 def make_corpus(root: Path, total_mb: int, files: int) -> list[Path]:
@@ -75,52 +74,6 @@ def raw_rate(paths: list[Path], tokenizer: Path, batch: int = 1000) -> dict:
     seconds = time.perf_counter() - started
     tokens += len(texts)  # the pipeline appends eos to every document: count it alike
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
-
-
-class PeakRSS:
-    """Samples the RSS of a process and its descendants; keeps each one's peak."""
-
-    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
-        self.pid = pid
-        self.interval_s = interval_s
-        self.peaks: dict[int, tuple[str, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "PeakRSS":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                root = psutil.Process(self.pid)
-                procs = [root] + root.children(recursive=True)
-            except psutil.NoSuchProcess:
-                return
-            for p in procs:
-                try:
-                    rss = p.memory_info().rss
-                    cmd = " ".join(p.cmdline())[:200]
-                except psutil.Error:
-                    continue
-                if rss > self.peaks.get(p.pid, ("", 0))[1]:
-                    self.peaks[p.pid] = (cmd, rss)
-            self._stop.wait(self.interval_s)
-
-    def worker_peak_mb(self) -> float:
-        """The largest peak among worker processes (not the driver itself)."""
-        workers = [rss for pid, (cmd, rss) in self.peaks.items() if pid != self.pid and (
-            "spawn_main" in cmd or "dask worker" in cmd or "pyspark.daemon" in cmd)
-            and "resource_tracker" not in cmd]
-        return max(workers, default=0) / 2**20
-
-    def driver_peak_mb(self) -> float:
-        return self.peaks.get(self.pid, ("", 0))[1] / 2**20
 
 
 def pipeline_rate(root: Path, tokenizer: Path, engine: str, workers: int, target: str,

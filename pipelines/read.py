@@ -13,6 +13,7 @@ error needs one.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import zlib
@@ -25,6 +26,10 @@ from pipelines.records import Slice, UnitOptions
 
 #: a batch is flushed at this many characters even if it has fewer documents
 DEFAULT_BATCH_CHARS = 8_000_000
+#: plain-text files larger than this are streamed, never held as one string
+STREAM_TEXT_BYTES = 16 * 2**20
+#: bytes read and decoded at a time from a streamed text file
+STREAM_CHUNK_BYTES = 4 * 2**20
 _COUNT_CHUNK = 8 * 2**20
 
 
@@ -41,6 +46,46 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+@dataclass(frozen=True)
+class StreamedText:
+    """A document too large to hold as one string: its text, decoded a chunk at a time.
+
+    Python stores a string at the width of its widest character, so a single emoji can
+    make a 300 MB document take 1.2 GB; this never builds that string.
+    """
+
+    uri: str
+    storage: dict
+    compression: str | None
+
+    def pieces(self) -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        with storage.open_input(self.uri, self.storage, self.compression) as f:
+            while chunk := f.read(STREAM_CHUNK_BYTES):
+                yield decoder.decode(chunk)
+        yield decoder.decode(b"", final=True)
+
+
+def _first_invalid_utf8(f) -> tuple[int, int, int] | None:
+    """(byte offset, byte, line) of the first invalid UTF-8 in a stream; None if valid."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = lines = 0
+    while True:
+        chunk = f.read(STREAM_CHUNK_BYTES)
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as err:
+            # the error's offset counts from the decoder's buffered bytes plus this chunk
+            buffered = len(err.object) - len(chunk)
+            at = max(err.start - buffered, 0)
+            bad = err.object[err.start]
+            return offset + at, bad, lines + chunk.count(b"\n", 0, at) + 1
+        if not chunk:
+            return None
+        offset += len(chunk)
+        lines += chunk.count(b"\n")
 
 
 @dataclass(frozen=True)
@@ -117,6 +162,12 @@ class UnitReader:
             read = {"jsonl": self._jsonl, "parquet": self._parquet, "text": self._text}[
                 s.file.format]
             for text, doc_id in read(s):
+                if isinstance(text, StreamedText):
+                    if batch:
+                        yield batch
+                    yield Batch([text], [doc_id])
+                    batch = Batch()
+                    continue
                 batch.add(text, doc_id)
                 if self._full(batch):
                     yield batch
@@ -158,6 +209,7 @@ class UnitReader:
                         break
                     offset, pos, rel = pos, pos + len(raw), rel + 1
                     doc = self._parse_line(raw, key, text_field, id_field, lambda: line_no(rel))
+                    del raw  # a huge line: keep only its text while it is tokenized
                     if doc is not None:
                         yield doc[0], doc[1] or f"{key}@{offset}"
         except (TokenyardError, GeneratorExit):
@@ -283,8 +335,11 @@ class UnitReader:
 
     # -- plain text -----------------------------------------------------------------
 
-    def _text(self, s: Slice) -> Iterator[tuple[str, str]]:
+    def _text(self, s: Slice) -> Iterator[tuple[str | StreamedText, str]]:
         key, opts = s.file.key, self.options
+        if s.file.size > STREAM_TEXT_BYTES:
+            yield from self._streamed_text(s)
+            return
         try:
             with storage.open_input(s.file.uri, opts.storage, s.file.compression) as f:
                 try:
@@ -305,7 +360,32 @@ class UnitReader:
             self._reject_counted(Reject(key, f"invalid UTF-8 (byte 0x{data[err.start]:02x} at "
                                              f"offset {err.start})", line=line))
             return
+        del data  # one copy of a huge document, not two
         yield text, key
+
+
+    def _streamed_text(self, s: Slice) -> Iterator[tuple[StreamedText, str]]:
+        """A large text file: checked in one streaming pass, then tokenized in another."""
+        key, opts = s.file.key, self.options
+        try:
+            with storage.open_input(s.file.uri, opts.storage, s.file.compression) as f:
+                try:
+                    invalid = _first_invalid_utf8(f)
+                except _DECOMPRESS_ERRORS as err:
+                    self.reject(Reject(key, f"the {s.file.compression} stream is truncated or "
+                                            f"corrupt ({type(err).__name__})"))
+                    return
+        except TokenyardError:
+            raise
+        except Exception as err:
+            raise storage.translate_error(err, s.file.uri, "read", opts.storage) from err
+        self.records += 1
+        if invalid is not None:
+            offset, bad, line = invalid
+            self._reject_counted(Reject(key, f"invalid UTF-8 (byte 0x{bad:02x} at offset "
+                                             f"{offset})", line=line))
+            return
+        yield StreamedText(s.file.uri, opts.storage, s.file.compression), key
 
 
 def _surrogate_problem(text: str) -> str | None:

@@ -17,7 +17,7 @@ import os
 from pipelines import storage
 from pipelines.errors import TokenizerError
 from pipelines.formats import writer_for
-from pipelines.read import Reject, UnitReader
+from pipelines.read import Reject, StreamedText, UnitReader
 from pipelines.records import ShardFile, UnitOptions, UnitResult, WorkUnit
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,14 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
     with writer_cls(storage.join(options.output_uri, base), base, encoder.dtype,
                     options.storage) as writer:
         for batch in reader.batches(unit.slices):
+            if isinstance(batch.texts[0], StreamedText):
+                # one huge document: its ids go to the shard as they are made
+                n, top = writer.write_stream(encoder.encode_pieces(batch.texts[0].pieces()),
+                                             batch.ids[0])
+                documents += 1
+                tokens += n
+                max_id = max(max_id, top)
+                continue
             ids, lengths = encoder.encode(batch.texts)
             writer.write(ids, lengths, batch.ids)
             documents += len(lengths)

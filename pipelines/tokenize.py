@@ -34,7 +34,7 @@ import itertools
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -53,6 +53,10 @@ CACHE_RESET_CHARS = 1 << 30
 SEGMENT_WINDOW_CHARS = 256
 #: candidate cuts checked per window before the search moves further on
 _CANDIDATES_PER_WINDOW = 4
+#: characters handed to one tokenizer call at most (a batch, or a long document's
+#: segments): bounds the tokenizer's per-token output objects, which cost far more
+#: than the ids kept from them
+ENCODE_CALL_CHARS = 1_000_000
 
 
 class InvalidTextError(ValueError):
@@ -139,43 +143,105 @@ class Encoder:
 
         Each document is ``[bos] + tokens + [eos]`` for the tokens that are set.
         Raises :class:`InvalidTextError` for the first document that cannot be encoded.
+        Memory stays bounded by ``ENCODE_CALL_CHARS`` of pending segments plus the
+        output, however long a document is: segments are cut lazily and handed to the
+        tokenizer a bounded slice at a time.
         """
-        inputs: list[str] = []
-        first_segment: list[int] = []
-        chars = 0
         for index, text in enumerate(texts):
             if not isinstance(text, str) or not text.isascii():
                 reason = check_text(text)
                 if reason is not None:
                     raise InvalidTextError(index, reason)
-            first_segment.append(len(inputs))
-            chars += len(text)
-            if len(text) > self.max_segment_chars and self.segmentable:
-                inputs.extend(self.segments(text))
-            else:
-                inputs.append(text)
-        n_docs = len(first_segment)
+        n_docs = len(texts)
         if n_docs == 0:
             return np.empty(0, self.dtype), np.empty(0, np.int64)
+        parts: list[np.ndarray] = []
+        lengths = np.zeros(n_docs, np.int64)
+        pending: list[str] = []
+        owners: list[int] = []
+        pending_chars = 0
+        for index, segment in self._segments_of(texts):
+            pending.append(segment)
+            owners.append(index)
+            pending_chars += len(segment)
+            if pending_chars >= ENCODE_CALL_CHARS:
+                parts.append(self._encode_call(pending, owners, lengths))
+                pending, owners, pending_chars = [], [], 0
+        if pending:
+            parts.append(self._encode_call(pending, owners, lengths))
+        flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        del parts
+        self._count(sum(len(t) for t in texts))
+        if not self._prefix and not self._suffix:
+            return flat, lengths
+        return _with_specials(flat, lengths, self._prefix, self._suffix, self.dtype)
 
-        encodings = self._tokenizer.encode_batch_fast(inputs, add_special_tokens=False)
+    def encode_pieces(self, pieces: Iterable[str]) -> Iterator[np.ndarray]:
+        """One document that arrives in pieces (a huge file, read in chunks): its ids.
+
+        Yields arrays of ``dtype`` whose concatenation is ``[bos] + tokens + [eos]`` of
+        the whole text: the text is cut only at exact segment boundaries, so the ids
+        equal those of :meth:`encode` on the joined text, while only about
+        ``ENCODE_CALL_CHARS`` of it are held at a time (more only while no exact cut
+        is found, e.g. a long run without whitespace).
+        """
+        if self._prefix:
+            yield np.asarray(self._prefix, self.dtype)
+        buffer = ""
+        pending: list[str] = []
+        pending_chars = 0
+        total = 0
+
+        def flush() -> np.ndarray:
+            lengths = np.zeros(1, np.int64)
+            return self._encode_call(pending, [0] * len(pending), lengths)
+
+        for piece in pieces:
+            if not piece:
+                continue
+            reason = None if piece.isascii() else check_text(piece)
+            if reason is not None:
+                raise InvalidTextError(0, reason)
+            total += len(piece)
+            buffer += piece
+            start = 0
+            while self.segmentable and len(buffer) - start > self.max_segment_chars:
+                cut = self._find_cut(buffer, start)
+                if cut is None:
+                    break
+                pending.append(buffer[start:cut])
+                pending_chars += cut - start
+                start = cut
+                if pending_chars >= ENCODE_CALL_CHARS:
+                    yield flush()
+                    pending, pending_chars = [], 0
+            buffer = buffer[start:]
+        if buffer:
+            pending.append(buffer)
+        if pending:
+            yield flush()
+        self._count(total)
+        if self._suffix:
+            yield np.asarray(self._suffix, self.dtype)
+
+    def _segments_of(self, texts: Sequence[str]):
+        """(document index, segment) pairs; long documents cut lazily into exact segments."""
+        for index, text in enumerate(texts):
+            if len(text) > self.max_segment_chars and self.segmentable:
+                for segment in self.iter_segments(text):
+                    yield index, segment
+            else:
+                yield index, text
+
+    def _encode_call(self, segments: list[str], owners: list[int],
+                     lengths: np.ndarray) -> np.ndarray:
+        """One tokenizer call; the flat ids in ``dtype``; adds to ``lengths`` per owner."""
+        encodings = self._tokenizer.encode_batch_fast(segments, add_special_tokens=False)
         ids = [encoding.ids for encoding in encodings]
         del encodings
-        segment_lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-        if len(inputs) == n_docs:
-            lengths = segment_lengths
-        else:
-            lengths = np.add.reduceat(segment_lengths, np.asarray(first_segment, np.int64))
-        extra = len(self._prefix) + len(self._suffix)
-        if extra:
-            lengths = lengths + extra
-            pieces = _with_specials(ids, first_segment, self._prefix, self._suffix)
-        else:
-            pieces = ids
-        tokens = np.fromiter(itertools.chain.from_iterable(pieces), self.dtype,
-                             int(lengths.sum()))
-        self._count(chars)
-        return tokens, lengths
+        counts = np.fromiter(map(len, ids), np.int64, len(ids))
+        np.add.at(lengths, np.asarray(owners, np.int64), counts)
+        return np.fromiter(itertools.chain.from_iterable(ids), self.dtype, int(counts.sum()))
 
     def _count(self, chars: int) -> None:
         self._chars_since_reset += chars
@@ -196,19 +262,22 @@ class Encoder:
 
     def segments(self, text: str) -> list[str]:
         """``text`` cut into pieces whose tokens, concatenated, are the tokens of ``text``."""
+        return list(self.iter_segments(text))
+
+    def iter_segments(self, text: str):
+        """:meth:`segments`, one at a time."""
         limit = self.max_segment_chars
         if not self.segmentable:
-            return [text]
-        pieces = []
+            yield text
+            return
         start = 0
         while len(text) - start > limit:
             cut = self._find_cut(text, start)
             if cut is None:
                 break
-            pieces.append(text[start:cut])
+            yield text[start:cut]
             start = cut
-        pieces.append(text[start:])
-        return pieces
+        yield text[start:]
 
     def _find_cut(self, text: str, start: int) -> int | None:
         """The first safe cut at or after ``start + max_segment_chars - window / 2``."""
@@ -252,14 +321,25 @@ class Encoder:
         return whole.ids == left.ids + right.ids
 
 
-def _with_specials(ids: list[list[int]], first_segment: list[int], prefix: list[int],
-                   suffix: list[int]):
-    """The id lists of all segments with the prefix before and suffix after each document."""
-    ends = first_segment[1:] + [len(ids)]
-    for begin, end in zip(first_segment, ends):
-        yield prefix
-        yield from ids[begin:end]
-        yield suffix
+def _with_specials(flat: np.ndarray, lengths: np.ndarray, prefix: list[int],
+                   suffix: list[int], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Insert ``prefix`` before and ``suffix`` after each document, without a Python loop."""
+    extra = len(prefix) + len(suffix)
+    out_lengths = lengths + extra
+    ends = np.cumsum(out_lengths)
+    starts = ends - out_lengths
+    out = np.empty(int(ends[-1]) if len(ends) else 0, dtype)
+    content = np.ones(out.size, bool)
+    if prefix:
+        at = starts[:, None] + np.arange(len(prefix))
+        out[at] = np.asarray(prefix, dtype)
+        content[at] = False
+    if suffix:
+        at = ends[:, None] - len(suffix) + np.arange(len(suffix))
+        out[at] = np.asarray(suffix, dtype)
+        content[at] = False
+    out[content] = flat
+    return out, out_lengths
 
 
 def _decode_json(data: bytes, name: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -70,6 +71,17 @@ class MegatronWriter:
             tokens = tokens.astype(self.dtype)
         self._bin.write(tokens.astype(self.dtype.newbyteorder("<"), copy=False).data)
         self._lengths.frombytes(lengths.astype(np.int32).tobytes())
+
+    def write_stream(self, parts: Iterable[np.ndarray], doc_id: str) -> tuple[int, int]:
+        """One document whose ids arrive in parts; returns (tokens, largest id)."""
+        n, top = 0, -1
+        for part in parts:
+            if part.size:
+                self._bin.write(part.astype(self.dtype.newbyteorder("<"), copy=False).data)
+                n += int(part.size)
+                top = max(top, int(part.max()))
+        self._lengths.append(n)
+        return n, top
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:

@@ -7,6 +7,8 @@ row group per tokenized batch; zstd pages; no timestamps, so bytes are stable.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -58,6 +60,13 @@ class ParquetShardWriter:
             pa.array(ids, pa.string()),
         ], schema=self.schema)
         self._writer.write_table(table, row_group_size=max(len(ids), 1))
+
+    def write_stream(self, parts: Iterable[np.ndarray], doc_id: str) -> tuple[int, int]:
+        """One document whose ids arrive in parts (a row holds them all, so they are
+        gathered first); returns (tokens, largest id)."""
+        ids = np.concatenate([np.asarray(p) for p in parts] or [np.zeros(0, np.uint16)])
+        self.write(ids, np.array([ids.size]), [doc_id])
+        return int(ids.size), int(ids.max()) if ids.size else -1
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
