@@ -91,6 +91,25 @@ def write_jsonl(path: Path, records: list) -> Path:
     return path
 
 
+def make_job(inp: str, tok: str, out: str, **extra) -> dict:
+    """A job mapping for tests; ``extra`` sets dotted keys, e.g. ``{"engine.kind": "dask"}``."""
+    job = {
+        "name": "test-job",
+        "input": {"uri": inp, "id_field": "id"},
+        "tokenizer": {"path": tok},
+        "output": {"uri": out},
+        "plan": {"target_unit_bytes": "64KiB"},
+        "engine": {"kind": "local", "workers": 2, "dashboard_address": "127.0.0.1:0"},
+    }
+    for key, value in extra.items():
+        node = job
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return job
+
+
 def local_tree(root: Path) -> dict[str, bytes]:
     """Every file under a local output prefix, except run records."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))

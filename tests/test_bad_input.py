@@ -23,7 +23,7 @@ from pipelines.errors import (
 )
 from pipelines.run import run_job
 from tests.conftest import REPO, write_jsonl
-from tests.test_pipeline import make_job
+from tests.conftest import make_job
 
 GOOD = [{"id": i, "text": f"good document number {i}."} for i in range(5)]
 

@@ -18,25 +18,7 @@ from pipelines.errors import PlanMismatchError
 from pipelines.formats import iter_documents
 from pipelines.run import run_job
 from pipelines.testing.corpus import documents, write_jsonl
-from tests.conftest import REPO, local_tree
-
-
-def make_job(inp: str, tok: str, out: str, **extra) -> dict:
-    job = {
-        "name": "test-job",
-        "input": {"uri": inp, "id_field": "id"},
-        "tokenizer": {"path": tok},
-        "output": {"uri": out},
-        "plan": {"target_unit_bytes": "64KiB"},
-        "engine": {"kind": "local", "workers": 2, "dashboard_address": "127.0.0.1:0"},
-    }
-    for key, value in extra.items():
-        node = job
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return job
+from tests.conftest import REPO, local_tree, make_job
 
 
 @pytest.fixture

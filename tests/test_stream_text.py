@@ -13,7 +13,7 @@ from pipelines.run import read_tokenizer, storage_of, unit_options
 from pipelines.task import run_unit
 from pipelines.testing.corpus import documents
 from tests.conftest import local_tree
-from tests.test_pipeline import make_job
+from tests.conftest import make_job
 
 TEXT = "\n\n".join(documents(600_000, seed=21)) + "\n  trailing  spaces \n"
 

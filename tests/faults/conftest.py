@@ -15,28 +15,18 @@ from pipelines.run import run_job
 from pipelines.testing.corpus import write_jsonl
 from pipelines.verify import verify
 from tests.conftest import local_tree
+from tests.conftest import make_job as base_job
 
 __all__ = ["census", "make_job", "local_tree", "assert_verifies", "Corpus"]
 
 
 def make_job(inp: str, tok: str, out: str, *, kind: str = "local", workers: int = 2,
              target: int = 48_000, **extra) -> dict:
-    job = {
-        "name": "fault-job",
-        "input": {"uri": inp, "id_field": "id"},
-        "tokenizer": {"path": tok},
-        "output": {"uri": out},
-        "plan": {"target_unit_bytes": target},
-        "engine": {"kind": kind, "workers": workers, "dashboard_address": "127.0.0.1:0",
-                   "max_attempts": 8},
-    }
-    for key, value in extra.items():
-        node = job
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return job
+    """The test kit's job with the campaign's defaults: small units, patient retries."""
+    return base_job(inp, tok, out, **{"name": "fault-job", "engine.kind": kind,
+                                      "engine.workers": workers,
+                                      "plan.target_unit_bytes": target,
+                                      "engine.max_attempts": 8, **extra})
 
 
 def census(output_uri: str, storage_opts: dict | None = None) -> Counter:
