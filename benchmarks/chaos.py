@@ -71,7 +71,7 @@ def main() -> int:
             fs.mkdir("out")
             direct = {"endpoint_url": server.endpoint}
             t0 = time.monotonic()
-            ref = run_job(job("s3://out/reference", server.endpoint, "local"))
+            run_job(job("s3://out/reference", server.endpoint, "local"))
             t_ref = time.monotonic() - t0
             log_path = root / "executions.jsonl"
             with FaultProxy(server.endpoint, rate=args.fault_rate, seed=args.seed,

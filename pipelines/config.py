@@ -134,10 +134,6 @@ class JobConfig(_Section):
         return JobConfig.model_validate(data)
 
 
-def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
-
-
 def _resolve(uri: str, base: Path) -> str:
     if "://" in uri:
         return uri

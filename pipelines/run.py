@@ -8,7 +8,6 @@ markers are valid are skipped; a prefix that holds another job's plan is refused
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -209,7 +208,3 @@ def write_run_record(summary: RunSummary, job: JobConfig, storage_opts: dict) ->
         storage.write_bytes(uri, dumps(record), storage_opts)
     except Exception:  # a run record is informative; the dataset is committed already
         log.warning("could not write the run record %s", uri, exc_info=True)
-
-
-def read_json(uri: str, storage_opts: dict) -> dict:
-    return json.loads(storage.read_bytes(uri, storage_opts))

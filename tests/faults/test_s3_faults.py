@@ -4,7 +4,6 @@ resets, stalls and truncated responses; then a sustained outage."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
