@@ -232,13 +232,9 @@ def differences(saved: Plan, new: Plan) -> list[str]:
 
 def estimate(plan: Plan, workers: int) -> dict:
     """Rough tokens and seconds for `tokenyard plan`; labelled as an estimate there."""
-    text_bytes = 0.0
-    for unit in plan.units:
-        for s in unit.slices:
-            size = (s.stop - s.start) if s.file.format != "parquet" else s.file.size
-            if s.file.format == "parquet" and len(unit.slices) == 1 and s.stop - s.start:
-                size = unit.input_bytes
-            text_bytes += size * (ESTIMATE_COMPRESSION_RATIO if s.file.compression else 1.0)
+    text_bytes = sum(
+        u.input_bytes * (ESTIMATE_COMPRESSION_RATIO if u.slices[0].file.compression else 1.0)
+        for u in plan.units)
     tokens = text_bytes / ESTIMATE_BYTES_PER_TOKEN
     seconds = tokens / (ESTIMATE_TOKENS_PER_CORE_S * max(workers, 1))
     return {"tokens": int(tokens), "seconds": seconds, "text_bytes": int(text_bytes)}
