@@ -39,19 +39,23 @@ from pathlib import Path
 class WorkerKiller:
     """SIGKILLs random worker processes of a ``LocalCluster`` from a background thread.
 
-    Kills up to ``kills`` times, waiting a random ``interval_s`` between kills, and only
-    when at least ``min_alive`` workers are up (so the run always makes progress).
+    Kills up to ``kills`` times, waiting a random ``interval_s`` between kills (or until
+    ``due`` says the next kill is due), and only when at least ``min_alive`` workers are
+    up.
     """
 
     def __init__(self, cluster, *, kills: int, seed: int = 0,
                  interval_s: tuple[float, float] = (0.3, 1.2), min_alive: int = 2,
-                 max_seconds: float = 300.0) -> None:
+                 max_seconds: float = 300.0, due=None) -> None:
         self.cluster = cluster
         self.kills_wanted = kills
         self.rng = random.Random(seed)
         self.interval_s = interval_s
         self.min_alive = min_alive
         self.max_seconds = max_seconds
+        #: optional ``due(kills_so_far) -> bool``: kill on progress instead of on a clock,
+        #: so that a fast run cannot outpace the killer
+        self.due = due
         self.killed: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="worker-killer", daemon=True)
@@ -71,8 +75,11 @@ class WorkerKiller:
         deadline = time.monotonic() + self.max_seconds
         while (len(self.killed) < self.kills_wanted and not self._stop.is_set()
                and time.monotonic() < deadline):
-            if self._stop.wait(self.rng.uniform(*self.interval_s)):
+            wait_s = 0.01 if self.due else self.rng.uniform(*self.interval_s)
+            if self._stop.wait(wait_s):
                 return
+            if self.due is not None and not self.due(len(self.killed)):
+                continue
             pids = self._pids()
             if len(pids) < self.min_alive:
                 continue
@@ -231,7 +238,8 @@ class FaultProxy:
 
     ``rate`` is the fraction of requests that get a fault, drawn from ``kinds``.
     ``outage`` set to ``"503"`` answers every request with 503 SlowDown; ``"refuse"``
-    closes the listening socket, so connections are refused until :meth:`heal`.
+    closes the listening socket, so new connections are refused until :meth:`heal`, and
+    resets requests that arrive on connections already open.
     Counts of requests and injected faults are in :attr:`stats`.
     """
 
@@ -331,6 +339,10 @@ class FaultProxy:
             if self.outage == "503":
                 self.stats["outage"] += 1
                 return "outage"
+            if self.outage == "refuse":
+                # the endpoint is gone: open keep-alive connections die with it
+                self.stats["outage"] += 1
+                return "refuse"
             if self._rng.random() < self.rate:
                 kind = self._rng.choice(self.kinds)
                 self.stats[kind] += 1
@@ -352,7 +364,7 @@ class FaultProxy:
                         response = response.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
                     conn.sendall(response)
                     continue
-                if fault == "reset":
+                if fault in ("reset", "refuse"):
                     _reset(conn)
                     return
                 if fault == "stall":
