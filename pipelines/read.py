@@ -335,57 +335,54 @@ class UnitReader:
 
     # -- plain text -----------------------------------------------------------------
 
-    def _text(self, s: Slice) -> Iterator[tuple[str | StreamedText, str]]:
+    def _read_whole(self, s: Slice, use: Callable) -> tuple[bool, object]:
+        """``(True, use(f))`` on the slice's file; ``(False, None)`` when its compressed
+        stream is corrupt, which is rejected as the rest of the file."""
         key, opts = s.file.key, self.options
-        if s.file.size > STREAM_TEXT_BYTES:
-            yield from self._streamed_text(s)
-            return
         try:
             with storage.open_input(s.file.uri, opts.storage, s.file.compression) as f:
                 try:
-                    data = f.read()
+                    return True, use(f)
                 except _DECOMPRESS_ERRORS as err:
                     self.reject(Reject(key, f"the {s.file.compression} stream is truncated or "
                                             f"corrupt ({type(err).__name__})"))
-                    return
+                    return False, None
         except TokenyardError:
             raise
         except Exception as err:
             raise storage.translate_error(err, s.file.uri, "read", opts.storage) from err
+
+    def _text(self, s: Slice) -> Iterator[tuple[str | StreamedText, str]]:
+        if s.file.size > STREAM_TEXT_BYTES:
+            yield from self._streamed_text(s)
+            return
+        ok, data = self._read_whole(s, lambda f: f.read())
+        if not ok:
+            return
         self.records += 1
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:
             line = data.count(b"\n", 0, err.start) + 1
-            self._reject_counted(Reject(key, f"invalid UTF-8 (byte 0x{data[err.start]:02x} at "
-                                             f"offset {err.start})", line=line))
+            self._reject_counted(Reject(s.file.key, f"invalid UTF-8 (byte 0x{data[err.start]:02x} "
+                                                    f"at offset {err.start})", line=line))
             return
         del data  # one copy of a huge document, not two
-        yield text, key
-
+        yield text, s.file.key
 
     def _streamed_text(self, s: Slice) -> Iterator[tuple[StreamedText, str]]:
         """A large text file: checked in one streaming pass, then tokenized in another."""
-        key, opts = s.file.key, self.options
-        try:
-            with storage.open_input(s.file.uri, opts.storage, s.file.compression) as f:
-                try:
-                    invalid = _first_invalid_utf8(f)
-                except _DECOMPRESS_ERRORS as err:
-                    self.reject(Reject(key, f"the {s.file.compression} stream is truncated or "
-                                            f"corrupt ({type(err).__name__})"))
-                    return
-        except TokenyardError:
-            raise
-        except Exception as err:
-            raise storage.translate_error(err, s.file.uri, "read", opts.storage) from err
+        ok, invalid = self._read_whole(s, _first_invalid_utf8)
+        if not ok:
+            return
         self.records += 1
         if invalid is not None:
             offset, bad, line = invalid
-            self._reject_counted(Reject(key, f"invalid UTF-8 (byte 0x{bad:02x} at offset "
-                                             f"{offset})", line=line))
+            self._reject_counted(Reject(s.file.key, f"invalid UTF-8 (byte 0x{bad:02x} at "
+                                                    f"offset {offset})", line=line))
             return
-        yield StreamedText(s.file.uri, opts.storage, s.file.compression), key
+        opts = self.options
+        yield StreamedText(s.file.uri, opts.storage, s.file.compression), s.file.key
 
 
 def _surrogate_problem(text: str) -> str | None:
