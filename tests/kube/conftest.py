@@ -11,12 +11,13 @@ import pytest
 
 from pipelines.config import load_job
 from pipelines.kube.profiles import load_profile
+from pipelines.testing.s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 JOB_FILE = Path(__file__).parent / "jobs" / "books.yaml"
-FAKE_KEY_ID = "AKIATOKENYARDFAKE0042"
-FAKE_SECRET = "tokenyardFakeSecret/DoNotLeak+0042abcdefghijklmn"
+FAKE_KEY_ID = FAKE_ACCESS_KEY
+FAKE_SECRET = FAKE_SECRET_KEY
 
 
 def _shared(name: str) -> Path | None:
