@@ -50,67 +50,58 @@ class Report:
             raise DatasetError(self.output_uri, self.problems)
 
 
-def _read_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
-                  problems: list[str], keep: bool) -> bytes | None:
-    """Stream a file, checking size and sha256; return its bytes when ``keep``."""
+def _stream_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
+                    problems: list[str], on_chunk=None) -> bool:
+    """Stream a file, checking size and sha256 against the manifest; ``on_chunk`` sees
+    every chunk. False when the file is missing."""
     sha = hashlib.sha256()
     size = 0
-    kept: list[bytes] = []
     try:
         with storage.open_input(uri, opts) as f:
-            while True:
-                chunk = f.read(_CHUNK_BYTES)
-                if not chunk:
-                    break
+            while chunk := f.read(_CHUNK_BYTES):
                 sha.update(chunk)
                 size += len(chunk)
-                if keep:
-                    kept.append(chunk)
-    except StorageNotFoundError:
+                if on_chunk is not None:
+                    on_chunk(chunk)
+    except (StorageNotFoundError, FileNotFoundError):
         problems.append(f"{name}: missing")
-        return None
-    except FileNotFoundError:
-        problems.append(f"{name}: missing")
-        return None
+        return False
     if size != expected_size:
         problems.append(f"{name}: {size} bytes, the manifest says {expected_size}")
     elif sha.hexdigest() != expected_sha:
         problems.append(f"{name}: sha256 {sha.hexdigest()[:16]}..., the manifest says "
                         f"{expected_sha[:16]}...")
-    return b"".join(kept) if keep else b""
+    return True
+
+
+def _read_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
+                  problems: list[str], keep: bool) -> bytes | None:
+    """:func:`_stream_checked`, returning the file's bytes when ``keep``."""
+    kept: list[bytes] = []
+    found = _stream_checked(uri, opts, expected_size, expected_sha, name, problems,
+                            kept.append if keep else None)
+    if not found:
+        return None
+    return b"".join(kept)
 
 
 def _scan_bin(uri: str, meta: dict, dtype: np.dtype, opts: dict,
               problems: list[str]) -> int | None:
     """Stream a ``.bin``: check size and sha256; return its largest token id."""
-    sha = hashlib.sha256()
-    size = 0
-    max_id = -1
-    itemsize = dtype.itemsize
-    try:
-        with storage.open_input(uri, opts) as f:
-            carry = b""
-            while True:
-                chunk = f.read(_CHUNK_BYTES)
-                if not chunk:
-                    break
-                sha.update(chunk)
-                size += len(chunk)
-                data = carry + chunk
-                whole = len(data) - len(data) % itemsize
-                if whole:
-                    arr = np.frombuffer(data[:whole], dtype.newbyteorder("<"))
-                    max_id = max(max_id, int(arr.max()))
-                carry = data[whole:]
-    except (StorageNotFoundError, FileNotFoundError):
-        problems.append(f"{meta['path']}: missing")
+    little = dtype.newbyteorder("<")
+    state = {"carry": b"", "max": -1}
+
+    def scan(chunk: bytes) -> None:
+        data = state["carry"] + chunk
+        whole = len(data) - len(data) % dtype.itemsize
+        if whole:
+            state["max"] = max(state["max"], int(np.frombuffer(data[:whole], little).max()))
+        state["carry"] = data[whole:]
+
+    if not _stream_checked(uri, opts, meta["size"], meta["sha256"], meta["path"], problems,
+                           scan):
         return None
-    if size != meta["size"]:
-        problems.append(f"{meta['path']}: {size} bytes, the manifest says {meta['size']}")
-    elif sha.hexdigest() != meta["sha256"]:
-        problems.append(f"{meta['path']}: sha256 {sha.hexdigest()[:16]}..., the manifest says "
-                        f"{meta['sha256'][:16]}...")
-    return max_id
+    return state["max"]
 
 
 def _check_megatron(output_uri: str, shard: dict, files: dict[str, dict], manifest: dict,
