@@ -13,8 +13,8 @@ version to catalog.json.
 
 Needs ``apache-airflow-providers-cncf-kubernetes``; without it this file defines no DAG
 (and the in-worker DAG ``tokenyard_nightly`` still works). Job files for this DAG must
-use object-store URIs only (pods cannot read the Airflow worker's disk), and the
-partition mode: the renderers take ``input.uri`` as one URI.
+use object-store URIs only (pods cannot read the Airflow worker's disk). Both modes
+work: a watermark night's explicit input list travels in the rendered job file.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def build():
         doc_md=__doc__,
         params={
             "job_file": Param(None, type=["null", "string"]),
-            "mode": Param("partition", enum=["auto", "partition", "watermark"]),
+            "mode": Param("auto", enum=["auto", "partition", "watermark"]),
             "version_template": Param("v={ds}", type="string"),
             "overrides": Param({}, type="object"),
             "kind": Param("daskjob", enum=["daskjob", "sparkapplication"]),
