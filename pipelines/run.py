@@ -155,9 +155,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
     progress.start(plan, len(pending), list(done.values()))
     options = unit_options(job, plan, storage_opts)
     engine_cls = get_engine_class(job.engine.kind)
-    kwargs = dict(engine_kwargs or {})
-    if job.engine.kind in ("dask", "spark"):
-        kwargs.setdefault("job_name", job.name)
+    kwargs = {"job_name": job.name, **(engine_kwargs or {})}
     retries = 0
     try:
         if pending:

@@ -1,5 +1,7 @@
 """What every engine shares: the outcome of a run and the retry rule.
 
+An engine is constructed as ``Engine(config, progress, job_name=..., **extra)``, used as
+a context manager, and its ``run(options, units)`` returns a :class:`RunOutcome`.
 An engine runs ``task.run_unit`` over pending units and reports each result to a
 progress callback as it finishes. Units that fail with a transient error are tried
 again, up to ``max_attempts``; permanent errors (bad input, a missing tokenizer) stop

@@ -33,7 +33,8 @@ def _init_worker() -> None:
 class LocalEngine:
     name = "local"
 
-    def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS) -> None:
+    def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS, *,
+                 job_name: str = "") -> None:
         self.workers = config.workers or os.cpu_count() or 1
         self.attempts = Attempts(config.max_attempts)
         self.progress = progress
