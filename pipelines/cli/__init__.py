@@ -26,6 +26,7 @@ COMMANDS = (
     "verify",
     "train_tokenizer",
     "kube",
+    "cost",
 )
 
 
