@@ -13,8 +13,10 @@ lifetimes are then exponential and independent.
 each tick (0 = preempted and not yet relaunched). It is replayed as ``markets``
 independent copies of one spot market, each from its own random start (the trace wraps
 around): a node on a market is reclaimed when the market goes from up to down, and a
-launch finds spot capacity only on a market that is up. One market (the default) is the
-worst case: every spot node goes at once, as for one instance type in one zone.
+launch finds spot capacity only on a market that is up (and not about to go down). The
+ticks before the trace's first instance came up (its first launch) are dropped. One
+market (the default) is the worst case: every spot node goes at once, as for one
+instance type in one zone.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def load_trace(path: str | Path) -> Trace:
     if not any(up):
         raise ConfigError(f"the trace file {path} never has a spot instance up, so no spot "
                           "node could ever launch.", hint=example)
-    return Trace(path.name, float(gap), up)
+    # the ticks before the first instance came up are its first launch, not a preemption
+    return Trace(path.name, float(gap), up[up.index(True):])
 
 
 class Market:

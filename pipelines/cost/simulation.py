@@ -15,6 +15,10 @@ What it models, in the order things happen:
   ``ice_cache_seconds`` (its unavailable-offerings cache, 3 minutes). *Spot first*
   launches on-demand instead, for the claim and for every claim made while the cache
   holds; *spot only* retries when the cache expires; *on-demand* never tries spot.
+* An on-demand fallback node is replaced by spot once spot capacity is back and the node
+  has been settled for the pool's ``consolidateAfter`` (Karpenter's replace
+  consolidation: the spot node is launched, and when it is ready the on-demand node's
+  pods are evicted as on a notice). Disruption budgets are not modelled.
 * An interruption notice comes ``notice_seconds`` (2 minutes) before EC2 takes the node.
   ``graceful`` (Karpenter's interruption queue, and the workers' preStop retire): from
   the notice no new unit starts on the node, a unit in flight finishes if it can within
@@ -179,6 +183,8 @@ class RunResult:
     units_redone: int
     interruptions: int
     spot_launch_failures: int
+    #: on-demand fallback nodes replaced by spot (Karpenter's consolidation)
+    replacements: int
     #: a unit was lost more often than the engine allows: the run would have failed
     failed: bool
     finished: bool
@@ -192,7 +198,7 @@ class RunResult:
 
 class _Node:
     __slots__ = ("id", "claim", "spot", "launched", "ready", "ended", "by_ec2", "state",
-                 "slots", "interrupt_at", "killing")
+                 "slots", "interrupt_at", "replaces")
 
     def __init__(self, node_id: int, claim: Claim, spot: bool, launched: float) -> None:
         self.id = node_id
@@ -205,7 +211,8 @@ class _Node:
         self.state = "launching"  # launching | ready | draining | gone
         self.slots: list[int] = []
         self.interrupt_at = math.inf
-        self.killing = False
+        #: the on-demand node whose pods this spot node takes over (consolidation)
+        self.replaces: int | None = None
 
 
 class _Run:
@@ -233,6 +240,7 @@ class _Run:
         self.redone = 0
         self.interruptions = 0
         self.launch_failures = 0
+        self.replacements = 0
         self.failed = False
         self.losses: list[Loss] = []
 
@@ -248,7 +256,8 @@ class _Run:
             self.at(0.0, "launch", claim)
         end = math.inf
         handlers = {name: getattr(self, "_" + name)
-                    for name in ("launch", "ready", "done", "notice", "kill", "loss")}
+                    for name in ("launch", "ready", "done", "notice", "kill", "loss",
+                                 "consolidate")}
         events, pop = self.events, heapq.heappop
         while events:
             t, _, kind, data = pop(events)
@@ -268,7 +277,7 @@ class _Run:
             return
         if self.now < self.ice_until:
             if s.strategy == "spot-first":
-                self._node(claim, spot=False)
+                self._fallback(claim)
             else:
                 self.at(self.ice_until, "launch", claim)
             return
@@ -277,16 +286,45 @@ class _Run:
             self.launch_failures += 1
             self.ice_until = self.now + s.timing.ice_cache_seconds
             if s.strategy == "spot-first":
-                self._node(claim, spot=False)
+                self._fallback(claim)
             else:
                 self.at(self.ice_until, "launch", claim)
             return
+        self._spot_node(claim, interrupt_at)
+
+    def _spot_node(self, claim: Claim, interrupt_at: float) -> _Node:
         node = self._node(claim, spot=True)
         node.interrupt_at = interrupt_at
         if interrupt_at < math.inf:
-            if s.handling == "graceful":
-                self.at(max(self.now, interrupt_at - s.timing.notice_seconds), "notice", node.id)
+            if self.s.handling == "graceful":
+                self.at(max(self.now, interrupt_at - self.s.timing.notice_seconds), "notice",
+                        node.id)
             self.at(interrupt_at, "loss", node.id)
+        return node
+
+    def _fallback(self, claim: Claim) -> None:
+        """An on-demand node for a spot-first claim; Karpenter's consolidation replaces it
+        with spot once spot is back and the node has been settled for consolidateAfter."""
+        node = self._node(claim, spot=False)
+        t = self.s.timing
+        self.at(self.now + t.launch_seconds + t.consolidate_after_seconds, "consolidate",
+                node.id)
+
+    def _consolidate(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        if node.state != "ready":
+            return
+        if self.now < self.ice_until:
+            self.at(self.ice_until, "consolidate", node_id)
+            return
+        interrupt_at = self.capacity.try_spot(self.now, node.claim, self.rng)
+        if interrupt_at is None:
+            self.launch_failures += 1
+            self.ice_until = self.now + self.s.timing.ice_cache_seconds
+            self.at(self.ice_until, "consolidate", node_id)
+            return
+        replacement = self._spot_node(node.claim, interrupt_at)
+        replacement.replaces = node_id
 
     def _node(self, claim: Claim, *, spot: bool) -> _Node:
         node = _Node(len(self.nodes), claim, spot, self.now)
@@ -308,6 +346,11 @@ class _Run:
             self.slot_token.append(0)
             node.slots.append(slot)
             self.idle.append(slot)
+        if node.replaces is not None:  # consolidation: the on-demand node's pods move here
+            old = self.nodes[node.replaces]
+            if old.state == "ready":
+                self.replacements += 1
+                self._drain(old)
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -387,10 +430,19 @@ class _Run:
         if node.state == "gone":
             return
         self.interruptions += 1
-        self.at(self.now, "launch", node.claim)  # evicted pods are pending again
         if node.state == "launching":
             self._end(node, by_ec2=False)
+            if node.replaces is not None:  # the pods never left their on-demand node
+                self.at(self.now, "consolidate", node.replaces)
+            else:
+                self.at(self.now, "launch", node.claim)
             return
+        self.at(self.now, "launch", node.claim)  # evicted pods are pending again
+        self._drain(node)
+
+    def _drain(self, node: _Node) -> None:
+        """Pods evicted: no new unit; units in flight finish within the grace period."""
+        node_id = node.id
         node.state = "draining"
         self._retire_slots(node)
         busy = [x for x in node.slots if self.slot_unit[x] >= 0]
@@ -459,7 +511,7 @@ class _Run:
             spot_node_seconds=spot_s, on_demand_node_seconds=od_s,
             rework_cpu_seconds=self.rework, units_redone=self.redone,
             interruptions=self.interruptions, spot_launch_failures=self.launch_failures,
-            failed=self.failed, finished=finished, losses=tuple(self.losses))
+            replacements=self.replacements, failed=self.failed, finished=finished, losses=tuple(self.losses))
 
 
 def simulate(scenario: Scenario, capacity: Capacity | None = None,
