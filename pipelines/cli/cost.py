@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -126,7 +127,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         data = report_mod.to_dict(report)
         if args.chart:
-            data["chart"] = args.chart
+            data["chart"] = {"path": args.chart, "points": [
+                {k: round(v, 4) if isinstance(v, float) else v
+                 for k, v in dataclasses.asdict(p).items()} for p in points]}
         json.dump(data, sys.stdout, indent=1, sort_keys=False)
         sys.stdout.write("\n")
         return 0

@@ -222,7 +222,7 @@ def fleet(job: JobConfig, profile: Profile, prices: PriceBook, *, workers: int |
         allowed = spark.TASK_MAX_FAILURES
         default = profile.executors.max
         engine = "spark"
-    pods_asked = workers or default
+    pods_asked = workers if workers is not None else default
     if pods_asked < 1:
         raise ConfigError(f"--workers must be at least 1 (got {pods_asked}).")
     offers, unpriced = offers_for(size, prices)
