@@ -167,6 +167,8 @@ class Loss:
     node: int
     units: tuple[int, ...]
     lost_seconds: float
+    #: units finished when it happened: where in the run, as progress
+    done: int
 
 
 @dataclass(frozen=True)
@@ -418,7 +420,8 @@ class _Run:
         if lost:
             self.rework += seconds
             self.redone += len(lost)
-            self.losses.append(Loss(self.now, node.id, tuple(lost), seconds))
+            self.losses.append(Loss(self.now, node.id, tuple(lost), seconds,
+                                    len(self.s.unit_seconds) - self.remaining))
 
     def _retire_slots(self, node: _Node) -> None:
         gone = set(node.slots)
