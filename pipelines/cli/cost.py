@@ -79,6 +79,9 @@ def register(sub) -> None:
                      help="NodeClaim created to pods running (default 70)")
     sim.add_argument("--spot-launch-failure", type=float, default=None, metavar="P",
                      help="chance a spot launch finds no capacity (default 0.05)")
+    sim.add_argument("--band-hours", type=float, default=None, metavar="H",
+                     help="read a Spot Advisor band as the chance of an interruption within "
+                          "H hours of a node's life (default 730, a month)")
     sim.add_argument("--sensitivity", action="store_true",
                      help="rank the inputs by how much they move $ per billion tokens")
     sim.add_argument("--chart", metavar="PATH",
@@ -89,6 +92,7 @@ def register(sub) -> None:
 
 def options_from(args: argparse.Namespace):
     from pipelines.cost import calibration, model
+    from pipelines.cost.interruptions import HOURS_PER_MONTH
     from pipelines.cost.job import CostOptions
 
     if args.from_run and args.calibrate:
@@ -106,6 +110,7 @@ def options_from(args: argparse.Namespace):
                         else args.launch_seconds),
         spot_launch_failure=(model.DEFAULT_SPOT_LAUNCH_FAILURE
                              if args.spot_launch_failure is None else args.spot_launch_failure),
+        band_hours=HOURS_PER_MONTH if args.band_hours is None else args.band_hours,
         sensitivity=args.sensitivity)
 
 
@@ -139,6 +144,14 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decimal(n: float) -> str:
+    """Bytes as storage bills them (1 TB = 10^12 bytes), with the binary size."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.2f} {unit} ({human_bytes(n)})"
+    return human_bytes(n)
+
+
 def _money(usd: float) -> str:
     return f"${usd:,.2f}" if usd >= 1 else f"${usd:.4f}"
 
@@ -148,10 +161,10 @@ def text(report, data: dict) -> str:
     lines = [f"tokenyard cost: job {report.job.name}, profile {report.options.profile_path}, "
              f"{f.pods} workers", ""]
     if wl.actual_input_bytes is not None:
-        lines.append(f"input      {human_bytes(wl.input_bytes)} assumed (the job has "
-                     f"{human_bytes(wl.actual_input_bytes)}): {wl.units:,} units")
+        lines.append(f"input      {_decimal(wl.input_bytes)} assumed (the job has "
+                     f"{_decimal(wl.actual_input_bytes)}): {wl.units:,} units")
     else:
-        lines.append(f"input      {human_bytes(wl.input_bytes)} in {wl.units:,} units")
+        lines.append(f"input      {_decimal(wl.input_bytes)} in {wl.units:,} units")
     peak = f", peak RSS {human_bytes(rates.peak_rss_bytes)}" if rates.peak_rss_bytes else ""
     backend = f", backend {rates.backend}" if rates.backend else ""
     lines.append(f"rates      {human(rates.tokens_per_cpu_second)} tokens per CPU-second, "
@@ -186,13 +199,14 @@ def text(report, data: dict) -> str:
         lines += ["", f"simulation: {sim['strategies']['spot-first']['runs']} runs, seed "
                       f"{sim['seed']}, {src}, {sim['handling']} interruption handling",
                   f"{'strategy':<32}{'p50 wall':>10}{'p90 wall':>10}{'p50 $':>10}{'p90 $':>10}"
-                  f"{'rework CPU-h':>14}{'on-demand':>11}{'failed':>8}"]
+                  f"{'interrupts':>11}{'rework CPU-h':>14}{'on-demand':>11}{'failed':>8}"]
         for key, name in (("spot-first", "spot first, on-demand fallback"),
                           ("on-demand", "on-demand only"), ("spot", "spot only")):
             s = sim["strategies"][key]
             lines.append(f"{name:<32}{duration(s['p50_wall_seconds']):>10}"
                          f"{duration(s['p90_wall_seconds']):>10}{_money(s['p50_usd']):>10}"
-                         f"{_money(s['p90_usd']):>10}{s['rework_cpu_seconds'] / 3600:>14.2f}"
+                         f"{_money(s['p90_usd']):>10}{s['interruptions']:>11.2f}"
+                         f"{s['rework_cpu_seconds'] / 3600:>14.2f}"
                          f"{s['on_demand_share']:>11.1%}{s['failed_runs']:>8}")
         rec = report.recommendation
         if rec is not None:

@@ -2,11 +2,13 @@
 
 **Bands.** The Spot Instance Advisor puts each instance type in a band of "frequency of
 interruption": the share of its instances EC2 reclaimed over the trailing month
-(<5%, 5-10%, 10-15%, 15-20%, >20%). A band is read as a monthly probability that one
-instance is interrupted (``BAND_MONTHLY_PROBABILITY``: the middle of the band, 25% for
-">20%"), and turned into a constant rate per instance-hour, ``-ln(1 - p) / 730``, so
-that an instance alive for a whole month is interrupted with probability ``p``. Node
-lifetimes are then exponential and independent.
+(<5%, 5-10%, 10-15%, 15-20%, >20%). A band is read as the probability ``p`` that one
+instance is interrupted within ``window_hours`` (``BAND_MONTHLY_PROBABILITY``: the
+middle of the band, 25% for ">20%"; by default within a month, 730 hours), and turned
+into a constant rate per instance-hour, ``-ln(1 - p) / window_hours``. Node lifetimes
+are then exponential and independent. The Advisor does not say how long the instances
+it counts lived; instances that live a day rather than a month make the same band a
+rate 30 times higher (``--band-hours 24``), so the sensitivity table shows that too.
 
 **Traces.** A trace in the format of ``../shared/data/spot-traces`` is
 ``{"metadata": {"gap_seconds": G}, "data": [n0, n1, ...]}``: the spot instances alive at
@@ -36,21 +38,21 @@ HOURS_PER_MONTH = 730
 BAND_MONTHLY_PROBABILITY: tuple[float, ...] = (0.025, 0.075, 0.125, 0.175, 0.25)
 
 
-def band_rate_per_hour(band: int, monthly_probability: tuple[float, ...] =
-                       BAND_MONTHLY_PROBABILITY) -> float:
+def band_rate_per_hour(band: int, window_hours: float = HOURS_PER_MONTH) -> float:
     """Interruptions per instance-hour for a Spot Advisor band."""
-    p = monthly_probability[band]
-    return -math.log1p(-p) / HOURS_PER_MONTH
+    p = BAND_MONTHLY_PROBABILITY[band]
+    return -math.log1p(-p) / window_hours
 
 
-def band_assumptions() -> dict[str, str]:
+def band_assumptions(window_hours: float = HOURS_PER_MONTH) -> dict[str, str]:
     """Each band as the user should read it: label -> probability and rate."""
     out = {}
     for band, label in enumerate(INTERRUPTION_BANDS):
         p = BAND_MONTHLY_PROBABILITY[band]
-        rate = band_rate_per_hour(band)
-        out[label] = (f"{p:.1%} of instances a month -> {rate * 1e3:.3f} interruptions per "
-                      f"1,000 instance-hours (one per {1 / rate / 24:,.0f} days)")
+        rate = band_rate_per_hour(band, window_hours)
+        out[label] = (f"{p:.1%} of instances within {window_hours:g} h -> {rate * 1e3:.3f} "
+                      f"interruptions per 1,000 instance-hours (one per "
+                      f"{1 / rate / 24:,.1f} days of a node's life)")
     return out
 
 

@@ -18,7 +18,7 @@ from pipelines.config import JobConfig
 from pipelines.cost import calibration, capacity, model, pricing
 from pipelines.cost.calibration import Rates
 from pipelines.cost.capacity import Fleet
-from pipelines.cost.interruptions import Trace, load_trace
+from pipelines.cost.interruptions import HOURS_PER_MONTH, Trace, load_trace
 from pipelines.cost.model import Settings, Summary
 from pipelines.cost.pricing import PriceBook
 from pipelines.cost.simulation import STRATEGIES, RunResult, Strategy
@@ -48,6 +48,7 @@ class CostOptions:
     handling: str = "graceful"
     launch_seconds: float = model.DEFAULT_LAUNCH_SECONDS
     spot_launch_failure: float = model.DEFAULT_SPOT_LAUNCH_FAILURE
+    band_hours: float = HOURS_PER_MONTH
     recommend: bool = True
     sensitivity: bool = False
 
@@ -95,9 +96,11 @@ def settings_of(opts: CostOptions, trace: Trace | None) -> Settings:
         raise ConfigError(f"--launch-seconds cannot be negative ({opts.launch_seconds}).")
     if opts.markets < 1:
         raise ConfigError(f"--trace-markets must be at least 1 (got {opts.markets}).")
+    if not opts.band_hours > 0:
+        raise ConfigError(f"--band-hours must be positive (got {opts.band_hours}).")
     return Settings(launch_seconds=opts.launch_seconds, handling=opts.handling,  # type: ignore[arg-type]
                     spot_launch_failure=opts.spot_launch_failure, trace=trace,
-                    markets=opts.markets, seed=opts.seed)
+                    markets=opts.markets, seed=opts.seed, band_hours=opts.band_hours)
 
 
 def cost_job(job: JobConfig, opts: CostOptions) -> CostReport:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.cost.capacity import Fleet
-from pipelines.cost.interruptions import Trace
+from pipelines.cost.interruptions import HOURS_PER_MONTH, Trace
 from pipelines.cost.simulation import (
     STRATEGIES,
     BandCapacity,
@@ -47,13 +47,17 @@ class Settings:
     trace: Trace | None = None
     markets: int = 1
     seed: int = 0
+    #: a Spot Advisor band is the chance of an interruption within this many hours
+    band_hours: float = HOURS_PER_MONTH
     #: multiplies the band interruption rates (what-ifs)
     rate_factor: float = 1.0
 
     def capacity(self) -> Capacity:
         if self.trace is not None:
             return TraceCapacity(self.trace, self.markets)
-        return BandCapacity(self.spot_launch_failure, self.rate_factor)
+        # the fleet's claims carry monthly band rates: rescale them to the window
+        return BandCapacity(self.spot_launch_failure,
+                            self.rate_factor * HOURS_PER_MONTH / self.band_hours)
 
 
 def scenario(workload: Workload, fleet: Fleet, settings: Settings,

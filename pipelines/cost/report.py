@@ -105,9 +105,10 @@ def assumptions(report: CostReport) -> dict[str, str]:
                                     f"{s.markets} independent market(s) from random starts; "
                                     "spot launches fail while every market is down")
         else:
-            bands = "; ".join(f"{k}: {v}" for k, v in band_assumptions().items())
+            bands = "; ".join(f"{k}: {v}" for k, v in band_assumptions(s.band_hours).items())
             out["interruptions"] = ("Spot Advisor interruption bands of the spot mix, each "
-                                    f"read as a monthly probability: {bands}")
+                                    "read as the chance that a node is interrupted within "
+                                    f"{s.band_hours:g} hours (--band-hours): {bands}")
             out["spot_launch_failure"] = (
                 f"{s.spot_launch_failure:.0%} of spot launches find no capacity (no public "
                 "figure; --spot-launch-failure), after which Karpenter skips spot for 3 "

@@ -128,9 +128,10 @@ def sensitivity(job: JobConfig, profile: Profile, opts, book: PriceBook, workloa
     ]
     if settings.trace is None:
         variations += [
-            ("interruption rate", "x0.5", "x4",
+            # x30: the Advisor's band read per day instead of per month
+            ("interruption rate", "x0.5", "x30",
              lambda: (workload, fleet, dataclasses.replace(settings, rate_factor=0.5)),
-             lambda: (workload, fleet, dataclasses.replace(settings, rate_factor=4.0))),
+             lambda: (workload, fleet, dataclasses.replace(settings, rate_factor=30.0))),
             ("spot launch failure", "0", "0.25",
              lambda: (workload, fleet, dataclasses.replace(settings, spot_launch_failure=0.0)),
              lambda: (workload, fleet, dataclasses.replace(settings, spot_launch_failure=0.25))),

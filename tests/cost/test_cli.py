@@ -88,6 +88,16 @@ def test_spark_profile_counts_task_slots(corpus):
     assert "Spark driver" in data["assumptions"]["stable"]
 
 
+def test_band_hours_reads_the_advisor_band_over_a_shorter_life(corpus):
+    args = (_plain(corpus), "--profile", COMPUTE, "--assume-input-bytes", "300GB",
+            "--simulate", "10", *FAST)
+    month = cost_json(*args)
+    hour = cost_json(*args, "--band-hours", "1")
+    assert "within 730 hours" in month["assumptions"]["interruptions"]
+    assert "within 1 hours" in hour["assumptions"]["interruptions"]
+    assert hour["simulation"]["interruptions"] > 5 * month["simulation"]["interruptions"]
+
+
 def test_trace_replay_from_the_command_line(corpus):
     harsh = TRACES / "us-east-1c_intel_64.json"
     if not harsh.exists():

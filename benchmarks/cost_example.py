@@ -1,0 +1,116 @@
+"""The README's "What will it cost?" example, and how well calibration predicts a run.
+
+Builds a stand-in for a JSONL corpus (generated English prose and code, ``--mb`` MB in
+``--files`` uncompressed files) and a ``--vocab`` byte-level BPE trained on the same
+kind of text, writes a job with 128 MiB units, then:
+
+  (a) runs ``tokenyard cost JOB --profile P --assume-input-bytes 1TB --simulate R
+      --sensitivity`` (``--repeat`` times; calibration is timed, so medians are printed)
+      and prints the last report in full;
+  (b) checks the calibration against a real run of the stand-in: ``tokenyard cost``
+      without ``--assume-input-bytes`` predicts the corpus's tokens and CPU-seconds;
+      ``tokenyard run --engine local --workers 1`` then tokenizes it, and the ratios of
+      real to predicted tokens and CPU-seconds are printed (the run's CPU time includes
+      interpreter start, planning and commit; the prediction adds 0.5 s per unit for S3
+      round trips that a local run does not make).
+
+    python benchmarks/cost_example.py                    # 64 MB, 32k vocabulary, 1 TB
+    python benchmarks/cost_example.py --mb 128 --repeat 5 --assume 5TB --workers 160
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.throughput import make_corpus, make_tokenizer  # noqa: E402
+
+
+def tokenyard(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=64)
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--vocab", type=int, default=32_000)
+    ap.add_argument("--assume", default="1TB")
+    ap.add_argument("--workers", type=int, default=80)
+    ap.add_argument("--profile", default="cluster_specs/dask/compute-1cpu.yaml")
+    ap.add_argument("--simulate", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-run", action="store_true", help="leave out (b)")
+    args = ap.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="tokenyard-cost-example-"))
+    make_corpus(root, args.mb, args.files)
+    tokenizer = make_tokenizer(root, args.vocab)
+    job = root / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "name": "cost-example", "input": {"uri": str(root / "raw"), "id_field": "id"},
+        "tokenizer": {"path": str(tokenizer)}, "output": {"uri": str(root / "out")},
+        "plan": {"target_unit_bytes": "128MiB"}}))
+    common = ["cost", str(job), "--profile", args.profile, "--workers", str(args.workers)]
+    print(f"corpus: {args.mb} MB of generated JSONL in {args.files} files, "
+          f"{args.vocab}-token byte-level BPE, under {root}")
+
+    reports = []
+    text = ""
+    for _ in range(args.repeat):
+        done = tokenyard(*common, "--assume-input-bytes", args.assume,
+                         "--simulate", str(args.simulate), "--json")
+        reports.append(json.loads(done.stdout))
+    text = tokenyard(*common, "--assume-input-bytes", args.assume, "--simulate",
+                     str(args.simulate), "--sensitivity").stdout
+    print(f"\n(a) {args.assume} on {args.profile}, {args.workers} workers: medians of "
+          f"{args.repeat} calibrations")
+    for key in ("tokens", "cpu_seconds", "wall_seconds", "usd", "on_demand_usd", "spot_usd",
+                "usd_per_billion_tokens"):
+        print(f"    {key:24} {statistics.median(r[key] for r in reports):,.4g}")
+    sims = [r["simulation"] for r in reports]
+    for key in ("p50_wall_seconds", "p90_wall_seconds", "p50_usd", "p90_usd",
+                "rework_cpu_seconds", "on_demand_share"):
+        print(f"    simulation {key:24} {statistics.median(s[key] for s in sims):,.4g}")
+    rates = [r["calibration"]["tokens_per_cpu_second"] for r in reports]
+    print(f"    tokens per CPU-second: median {statistics.median(rates):,.0f} "
+          f"(min {min(rates):,.0f}, max {max(rates):,.0f})")
+    print("\nlast report:\n" + text)
+
+    if args.skip_run:
+        return 0
+    predicted = json.loads(tokenyard("cost", str(job), "--profile", args.profile,
+                                     "--workers", "1", "--json").stdout)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    tokenyard("run", str(job), "--engine", "local", "--workers", "1")
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    manifest = json.loads((root / "out" / "manifest.json").read_text())
+    tokens = manifest["totals"]["tokens"]
+    print(f"(b) calibration against a real run of the {args.mb} MB stand-in, one worker:")
+    print(f"    tokens   predicted {predicted['tokens']:,}  real {tokens:,}  "
+          f"ratio {tokens / predicted['tokens']:.3f}")
+    print(f"    CPU-s    predicted {predicted['cpu_seconds']:,.1f}  real {cpu:,.1f} (the "
+          f"command and its worker, start to committed manifest)  ratio "
+          f"{cpu / predicted['cpu_seconds']:.3f}")
+    print(f"    (wall {seconds:,.1f} s on this shared machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
