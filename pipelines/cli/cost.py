@@ -171,7 +171,8 @@ def text(report, data: dict) -> str:
                  f"{rates.bytes_per_token:.2f} input bytes per token{peak}{backend}")
     lines.append(f"           from {rates.source}: {rates.description}")
     lines.append(f"work       ~{human(wl.tokens)} tokens, {wl.cpu_seconds / 3600:,.1f} "
-                 f"CPU-hours ({wl.units:,} units of ~{human_bytes(wl.input_bytes / max(wl.units, 1))})")
+                 f"CPU-hours ({wl.units:,} units of "
+                 f"~{human_bytes(wl.input_bytes / max(wl.units, 1))})")
     lines.append(f"capacity   {f.pool.name} pool: {len(f.offers)} instance types hold a worker "
                  f"({f.worker.cpu_request_m / 1000:g} CPU, {human_bytes(f.worker.memory_bytes)}"
                  + (f", {f.slots_per_pod} task slots" if f.slots_per_pod > 1 else "") + ")")
@@ -180,7 +181,8 @@ def text(report, data: dict) -> str:
     for c in data["capacity"]["node_claims"]:
         mix = ", ".join(c["spot_mix"][:5])
         lines.append(f"           {c['workers']}-worker node: on-demand {c['on_demand']} "
-                     f"(${c['on_demand_usd_per_hour']:.3f}/h); spot ~${c['spot_usd_per_hour']:.3f}/h "
+                     f"(${c['on_demand_usd_per_hour']:.3f}/h); "
+                     f"spot ~${c['spot_usd_per_hour']:.3f}/h "
                      f"({mix})")
     lines.append(f"           stable: {', '.join(data['capacity']['stable_nodes'])} on-demand for "
                  f"the {' and '.join(f.stable_pods)}")
@@ -217,14 +219,16 @@ def text(report, data: dict) -> str:
                          f"p90 wall {duration(rec.unit_size.p90_wall_seconds)})")
             for u in rec.unit_sizes:
                 mark = "*" if u is rec.unit_size else " "
-                lines.append(f"   {mark} {human_bytes(u.target_unit_bytes):>10}: {u.units:>8,} units, "
-                             f"p90 {_money(u.p90_usd):>9}, p90 wall {duration(u.p90_wall_seconds):>9}, "
+                lines.append(f"   {mark} {human_bytes(u.target_unit_bytes):>10}: "
+                             f"{u.units:>8,} units, p90 {_money(u.p90_usd):>9}, "
+                             f"p90 wall {duration(u.p90_wall_seconds):>9}, "
                              f"rework {u.rework_cpu_seconds / 3600:.2f} CPU-h")
             if rec.pool is not None:
                 need = (f"needs {human_bytes(rec.memory_needed_bytes)} per worker"
                         if rec.memory_needed_bytes else "")
                 lines.append(f"  pool        {rec.pool.pool} (cluster_specs/dask/"
-                             f"{rec.pool.pool}-1cpu.yaml), p90 {_money(rec.pool.p90_usd or 0)}; {need}")
+                             f"{rec.pool.pool}-1cpu.yaml), p90 "
+                             f"{_money(rec.pool.p90_usd or 0)}; {need}")
                 for p in rec.pools:
                     what = (f"p90 {_money(p.p90_usd or 0)}" if p.fits else
                             f"too little memory ({human_bytes(p.worker_memory_bytes)} per worker)")

@@ -189,7 +189,8 @@ def calibrate(plan: Plan, options: UnitOptions, *,
 
 def _describe(samples: list[SampleUnit], plan: Plan, measured: float) -> str:
     whole = plan.input_bytes <= measured + 1
-    what = "every unit of the job" if whole else f"{len(samples)} sample units spread over the input"
+    what = ("every unit of the job" if whole
+            else f"{len(samples)} sample units spread over the input")
     return (f"{what} ({measured / 2**20:.1f} MiB of {plan.input_bytes / 2**20:.1f} MiB) run "
             "through run_unit in this process")
 

@@ -95,7 +95,8 @@ def svg(points: list[Point], title: str) -> str:
     half = width / 2
     cost = [("spot first, fallback (estimate)", "#1f77b4",
              [(p.workers, p.spot_first_usd) for p in points]),
-            ("on-demand only (estimate)", "#d62728", [(p.workers, p.on_demand_usd) for p in points])]
+            ("on-demand only (estimate)", "#d62728",
+             [(p.workers, p.on_demand_usd) for p in points])]
     time = [("spot first (estimate)", "#1f77b4",
              [(p.workers, p.wall_seconds / 3600) for p in points])]
     if all(p.p90_usd is not None for p in points):

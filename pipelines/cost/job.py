@@ -11,8 +11,8 @@ job's output prefix; calibration writes to a temporary folder it deletes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipelines.config import JobConfig
 from pipelines.cost import calibration, capacity, model, pricing
@@ -25,6 +25,10 @@ from pipelines.cost.simulation import STRATEGIES, RunResult, Strategy
 from pipelines.cost.workload import Workload, from_plan
 from pipelines.errors import ConfigError
 from pipelines.kube.profiles import Profile, load_profile
+
+if TYPE_CHECKING:
+    from pipelines.cost.recommend import Recommendation
+    from pipelines.cost.sensitivity import Table
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +70,8 @@ class CostReport:
     estimate: dict[Strategy, RunResult]
     trace: Trace | None = None
     simulation: dict[Strategy, Summary] | None = None
-    recommendation: "object | None" = None
-    sensitivity: "object | None" = None
-    notes: tuple[str, ...] = field(default=())
+    recommendation: Recommendation | None = None
+    sensitivity: Table | None = None
 
 
 def _rates(job: JobConfig, plan, options, storage_opts: dict, opts: CostOptions) -> Rates:
@@ -98,7 +101,8 @@ def settings_of(opts: CostOptions, trace: Trace | None) -> Settings:
         raise ConfigError(f"--trace-markets must be at least 1 (got {opts.markets}).")
     if not opts.band_hours > 0:
         raise ConfigError(f"--band-hours must be positive (got {opts.band_hours}).")
-    return Settings(launch_seconds=opts.launch_seconds, handling=opts.handling,  # type: ignore[arg-type]
+    return Settings(launch_seconds=opts.launch_seconds,
+                    handling=opts.handling,  # type: ignore[arg-type]
                     spot_launch_failure=opts.spot_launch_failure, trace=trace,
                     markets=opts.markets, seed=opts.seed, band_hours=opts.band_hours)
 

@@ -41,6 +41,8 @@ DEFAULT_SPOT_LAUNCH_FAILURE = 0.05
 
 @dataclass(frozen=True)
 class Settings:
+    """The model's knobs that are not measured: timing, interruptions, the seed."""
+
     launch_seconds: float = DEFAULT_LAUNCH_SECONDS
     handling: Handling = "graceful"
     spot_launch_failure: float = DEFAULT_SPOT_LAUNCH_FAILURE
@@ -86,6 +88,8 @@ def estimate(workload: Workload, fleet: Fleet, settings: Settings) -> dict[Strat
 
 @dataclass(frozen=True)
 class Summary:
+    """Seeded simulated runs of one strategy: percentiles and means."""
+
     strategy: Strategy
     runs: int
     p50_wall_seconds: float

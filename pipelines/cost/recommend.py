@@ -15,6 +15,7 @@ is priced the same way; the cheapest is recommended, with the profile to use.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipelines.config import JobConfig
 from pipelines.cost import capacity
@@ -24,6 +25,9 @@ from pipelines.cost.workload import Workload
 from pipelines.errors import ConfigError
 from pipelines.kube.pools import CLASSES
 from pipelines.kube.profiles import DaskProfile, PodResources, Profile
+
+if TYPE_CHECKING:
+    from pipelines.cost.job import CostOptions
 
 UNIT_SIZES_BYTES = tuple(m * 2**20 for m in (16, 32, 64, 128, 256, 512, 1024))
 #: a worker must hold the measured peak memory times this
@@ -96,8 +100,8 @@ def _best_unit_size(options: list[UnitSizeOption]) -> UnitSizeOption:
     return min(close, key=lambda o: (o.p90_wall_seconds, o.target_unit_bytes))
 
 
-def recommend(job: JobConfig, profile: Profile, opts, book: PriceBook, workload: Workload,
-              settings: Settings) -> Recommendation:
+def recommend(job: JobConfig, profile: Profile, opts: CostOptions, book: PriceBook,
+              workload: Workload, settings: Settings) -> Recommendation:
     runs = max(1, min(opts.simulate or MAX_RUNS, MAX_RUNS))
     fleet = capacity.fleet(job, profile, book, workers=opts.workers, source=opts.profile_path)
     sizes = sorted(set(UNIT_SIZES_BYTES) | {workload.target_unit_bytes})

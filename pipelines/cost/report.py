@@ -119,8 +119,10 @@ def assumptions(report: CostReport) -> dict[str, str]:
             "at once" if s.handling == "graceful" else
             "hard: workers run until EC2 takes the node; units in flight are lost and the "
             "replacement is launched then")
+        limit = ("Dask's allowed-failures" if f.engine == "dask"
+                 else "spark.task.maxFailures")
         out["retries"] = (f"a unit lost more than {f.allowed_failures} times would fail the "
-                          f"run ({'Dask allowed-failures' if f.engine == 'dask' else 'spark.task.maxFailures'})")
+                          f"run ({limit})")
     return out
 
 

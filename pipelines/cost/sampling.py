@@ -105,7 +105,8 @@ def _sample_of(s: Slice, offset: float, weight: float, budget: int, staging: Pat
         length = min(budget, s.stop - s.start)
         start = int(min(max(s.start, s.start + offset), s.stop - length))
         cut = Slice(f, start, start + length)
-        return SampleUnit(_unit(index, cut), float(length), f"{f.key}[bytes {start}:{start + length}]")
+        return SampleUnit(_unit(index, cut), float(length),
+                          f"{f.key}[bytes {start}:{start + length}]")
     if f.format == "parquet":
         return _parquet_sample(s, offset, weight, budget, staging, storage_opts, index,
                                text_field)

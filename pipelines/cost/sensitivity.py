@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pipelines.config import JobConfig
 from pipelines.cost import capacity
@@ -19,6 +19,9 @@ from pipelines.cost.model import Settings, simulate_runs
 from pipelines.cost.pricing import PriceBook
 from pipelines.cost.workload import Workload
 from pipelines.kube.profiles import Profile
+
+if TYPE_CHECKING:
+    from pipelines.cost.job import CostOptions
 
 #: simulated runs per setting when --simulate does not say
 DEFAULT_RUNS = 20
@@ -84,8 +87,8 @@ def _spot_prices(fleet: Fleet, factor: float) -> Fleet:
     return dataclasses.replace(fleet, claims=claims)
 
 
-def sensitivity(job: JobConfig, profile: Profile, opts, book: PriceBook, workload: Workload,
-                fleet: Fleet, settings: Settings) -> Table:
+def sensitivity(job: JobConfig, profile: Profile, opts: CostOptions, book: PriceBook,
+                workload: Workload, fleet: Fleet, settings: Settings) -> Table:
     runs = max(1, min(opts.simulate or DEFAULT_RUNS, MAX_RUNS))
     base: Case = (workload, fleet, settings)
     rates = workload.rates

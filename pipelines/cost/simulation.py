@@ -76,6 +76,8 @@ class Claim:
 
 @dataclass(frozen=True)
 class Timing:
+    """How long Kubernetes, Karpenter and EC2 take, in seconds."""
+
     launch_seconds: float
     consolidate_after_seconds: float
     stable_consolidate_after_seconds: float
@@ -91,6 +93,7 @@ class Scenario:
     unit_seconds: tuple[float, ...]
     slots_per_pod: int
     claims: tuple[Claim, ...]
+    #: the stable pool's on-demand nodes together (schedulers, runners, drivers)
     stable_usd_per_hour: float
     stable_nodes: int
     timing: Timing
@@ -505,16 +508,18 @@ class _Run:
             else:
                 od_s += seconds
         stable_seconds = end + s.timing.stable_consolidate_after_seconds
-        stable = s.stable_nodes and pricing.instance_usd(s.stable_usd_per_hour, stable_seconds)
+        stable = (pricing.instance_usd(s.stable_usd_per_hour, stable_seconds)
+                  if s.stable_nodes else 0.0)
         volume += s.stable_nodes * s.root_volume.usd(stable_seconds)
         hours += s.stable_nodes * stable_seconds / 3600
         return RunResult(
             wall_seconds=end, usd=worker + stable + volume, worker_usd=worker,
-            stable_usd=float(stable), volume_usd=volume, instance_hours=hours,
+            stable_usd=stable, volume_usd=volume, instance_hours=hours,
             spot_node_seconds=spot_s, on_demand_node_seconds=od_s,
             rework_cpu_seconds=self.rework, units_redone=self.redone,
             interruptions=self.interruptions, spot_launch_failures=self.launch_failures,
-            replacements=self.replacements, failed=self.failed, finished=finished, losses=tuple(self.losses))
+            replacements=self.replacements, failed=self.failed, finished=finished,
+            losses=tuple(self.losses))
 
 
 def simulate(scenario: Scenario, capacity: Capacity | None = None,

@@ -41,6 +41,8 @@ class Scaled:
 
 @dataclass(frozen=True)
 class Workload:
+    """Units of input bytes in run order, the files they were cut from, and the rates."""
+
     unit_bytes: tuple[float, ...]
     files: Scaled
     target_unit_bytes: int

@@ -59,7 +59,8 @@ def test_aws_price_list_offer_file_keeps_linux_shared_on_demand(tmp_path):
 
 
 def test_aws_pricing_get_products_output(tmp_path):
-    items = [json.dumps({"product": _offer_product(s, t), "terms": {"OnDemand": _offer_terms(s, p)}})
+    items = [json.dumps({"product": _offer_product(s, t),
+                         "terms": {"OnDemand": _offer_terms(s, p)}})
              for s, t, p in (("X", "c6a.16xlarge", "2.5"), ("Y", "c6a.8xlarge", "1.25"))]
     path = tmp_path / "get-products.json"
     path.write_text(json.dumps({"FormatVersion": "aws_v1", "PriceList": items}))
