@@ -46,8 +46,9 @@ def sweep(job: JobConfig, profile: Profile, book: PriceBook, workload: Workload,
         est = model.estimate(workload, fleet, settings)
         p50 = p90 = p90_wall = None
         if runs:
-            summary, _ = model.simulate_runs(workload, fleet, settings, "spot-first",
-                                             min(runs, MAX_RUNS))
+            summary, _ = model.simulate_runs(
+                workload, fleet, settings, "spot-first",
+                model.budgeted_runs(runs, workload.units, MAX_RUNS))
             p50, p90, p90_wall = summary.p50_usd, summary.p90_usd, summary.p90_wall_seconds
         points.append(Point(fleet.pods, est["spot-first"].wall_seconds, est["spot-first"].usd,
                             est["on-demand"].usd, p50, p90, p90_wall))

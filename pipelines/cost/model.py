@@ -37,6 +37,14 @@ IMAGE_PULL_SECONDS = 30.0
 DEFAULT_LAUNCH_SECONDS = NODE_READY_SECONDS + IMAGE_PULL_SECONDS
 #: no public figure: the chance that a spot launch finds none of its offerings
 DEFAULT_SPOT_LAUNCH_FAILURE = 0.05
+#: units simulated (summed over runs) that a secondary analysis (recommendation,
+#: sensitivity, chart) may spend per setting it compares: about 5 s of simulation
+UNIT_BUDGET_PER_SETTING = 5_000_000
+
+
+def budgeted_runs(wanted: int, units: int, ceiling: int) -> int:
+    """Runs for a secondary analysis: what was asked, within its ceiling and the budget."""
+    return max(1, min(wanted, ceiling, UNIT_BUDGET_PER_SETTING // max(units, 1)))
 
 
 @dataclass(frozen=True)

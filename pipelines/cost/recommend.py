@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.config import JobConfig
 from pipelines.cost import capacity
-from pipelines.cost.model import Settings, simulate_runs
+from pipelines.cost.model import Settings, budgeted_runs, simulate_runs
 from pipelines.cost.pricing import PriceBook
 from pipelines.cost.workload import Workload
 from pipelines.errors import ConfigError
@@ -102,13 +102,15 @@ def _best_unit_size(options: list[UnitSizeOption]) -> UnitSizeOption:
 
 def recommend(job: JobConfig, profile: Profile, opts: CostOptions, book: PriceBook,
               workload: Workload, settings: Settings) -> Recommendation:
-    runs = max(1, min(opts.simulate or MAX_RUNS, MAX_RUNS))
     fleet = capacity.fleet(job, profile, book, workers=opts.workers, source=opts.profile_path)
     sizes = sorted(set(UNIT_SIZES_BYTES) | {workload.target_unit_bytes})
+    candidates = {t: workload if t == workload.target_unit_bytes else workload.recut(t)
+                  for t in sizes}
+    runs = budgeted_runs(opts.simulate or MAX_RUNS,
+                         max(wl.units for wl in candidates.values()), MAX_RUNS)
     unit_options = []
     seen: dict[tuple[float, ...], object] = {}  # sizes that cut the input alike
-    for target in sizes:
-        wl = workload if target == workload.target_unit_bytes else workload.recut(target)
+    for target, wl in candidates.items():
         summary = seen.get(wl.unit_bytes)
         if summary is None:
             summary = seen[wl.unit_bytes] = simulate_runs(wl, fleet, settings, "spot-first",

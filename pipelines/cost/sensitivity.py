@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 from pipelines.config import JobConfig
 from pipelines.cost import capacity
 from pipelines.cost.capacity import Fleet
-from pipelines.cost.model import Settings, simulate_runs
+from pipelines.cost.model import Settings, budgeted_runs, simulate_runs
 from pipelines.cost.pricing import PriceBook
 from pipelines.cost.workload import Workload
 from pipelines.kube.profiles import Profile
@@ -89,7 +89,7 @@ def _spot_prices(fleet: Fleet, factor: float) -> Fleet:
 
 def sensitivity(job: JobConfig, profile: Profile, opts: CostOptions, book: PriceBook,
                 workload: Workload, fleet: Fleet, settings: Settings) -> Table:
-    runs = max(1, min(opts.simulate or DEFAULT_RUNS, MAX_RUNS))
+    runs = budgeted_runs(opts.simulate or DEFAULT_RUNS, workload.units, MAX_RUNS)
     base: Case = (workload, fleet, settings)
     rates = workload.rates
 
