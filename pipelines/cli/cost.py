@@ -121,7 +121,7 @@ def handle(args: argparse.Namespace) -> int:
 
     job = load_job(args.job)
     opts = options_from(args)
-    report = cost_job(job, opts)
+    report = cost_job(job, opts, note=lambda m: print(m, file=sys.stderr, flush=True))
     if args.chart:
         from pipelines.cost import chart
 

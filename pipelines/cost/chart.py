@@ -136,8 +136,8 @@ def _png(points: list[Point], path: Path, title: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError(f"--chart {path}: a PNG needs matplotlib, which is not installed.",
-                          hint="pip install matplotlib, or name the chart .svg or .html "
-                               "(no dependency).") from None
+                          hint="pip install 'tokenyard[charts]', or name the chart .svg or "
+                               ".html (no dependency).") from None
     workers = [p.workers for p in points]
     fig, (cost, wall) = plt.subplots(1, 2, figsize=(11, 4))
     cost.plot(workers, [p.spot_first_usd for p in points], "o-", label="spot first (estimate)")

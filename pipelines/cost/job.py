@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pipelines.config import JobConfig
 from pipelines.cost import calibration, capacity, model, pricing
@@ -107,7 +107,13 @@ def settings_of(opts: CostOptions, trace: Trace | None) -> Settings:
                     markets=opts.markets, seed=opts.seed, band_hours=opts.band_hours)
 
 
-def cost_job(job: JobConfig, opts: CostOptions) -> CostReport:
+def _quiet(message: str) -> None:
+    pass
+
+
+def cost_job(job: JobConfig, opts: CostOptions,
+             note: Callable[[str], None] = _quiet) -> CostReport:
+    """Price ``job``; ``note`` hears what is going on before the slow steps."""
     from pipelines.run import plan_job, storage_of, unit_options
 
     profile = load_profile(opts.profile_path)
@@ -119,6 +125,7 @@ def cost_job(job: JobConfig, opts: CostOptions) -> CostReport:
     if opts.assume_input_bytes is not None and opts.assume_input_bytes <= 0:
         raise ConfigError(f"--assume-input-bytes must be positive (got {opts.assume_input_bytes}).")
     storage_opts = storage_of(job)
+    note(f"tokenyard cost: planning {job.name} and measuring its rates...")
     plan = plan_job(job)
     rates = _rates(job, plan, unit_options(job, plan, storage_opts), storage_opts, opts)
     workload = from_plan(plan, rates, job.plan.target_unit_bytes, opts.assume_input_bytes)
@@ -126,6 +133,7 @@ def cost_job(job: JobConfig, opts: CostOptions) -> CostReport:
     simulation = None
     recommendation = sensitivity = None
     if opts.simulate:
+        note(f"simulating {opts.simulate} runs of {workload.units:,} units per strategy...")
         simulation = {s: model.simulate_runs(workload, fleet, settings, s, opts.simulate)[0]
                       for s in STRATEGIES}
         if opts.recommend:

@@ -88,6 +88,12 @@ def assumptions(report: CostReport) -> dict[str, str]:
                     "spot capacity always found; spot first and spot only differ only in the "
                     "simulation",
     }
+    out["workers"] = (f"{f.pods} {'Dask workers' if f.engine == 'dask' else 'Spark executors'}"
+                      f" ({f.slots} task slots) for the whole run: --workers, else the "
+                      "profile's count or its adaptive maximum; no scale-down is modelled")
+    if wl.units < f.slots:
+        out["idle"] = (f"only {wl.units} unit(s) for {f.slots} slots: at most {wl.units} "
+                       "are ever busy, and the rest are billed idle")
     if wl.actual_input_bytes is not None:
         out["input"] = (f"priced as if the input were {wl.input_bytes / 1e12:.3f} TB: the "
                         f"job's own {wl.actual_input_bytes / 1e6:.1f} MB of inputs repeated, "
