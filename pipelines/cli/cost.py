@@ -70,7 +70,8 @@ def register(sub) -> None:
     sim.add_argument("--trace-markets", type=int, default=1, metavar="K",
                      help="replay the trace as K independent markets (default 1: every "
                           "spot node goes at once, the worst case)")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0,
+                     help="seed of the simulated runs (default 0): same seed, same runs")
     sim.add_argument("--interruption-handling", choices=("graceful", "hard"),
                      default="graceful",
                      help="graceful: workers retire on the 2-minute notice (the rendered "
