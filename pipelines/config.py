@@ -14,21 +14,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from dask.utils import parse_bytes
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, TypeAdapter, ValidationError, \
+    field_validator
 
+from pipelines.defaults import DEFAULT_BATCH_CHARS, DEFAULT_MAX_SEGMENT_CHARS
 from pipelines.errors import ConfigError
 
-#: target size of a work unit's input: large files are split to it, small ones coalesced
-DEFAULT_TARGET_UNIT_BYTES = 128 * 2**20
-#: documents per tokenizer call: the measured sweet spot for throughput and memory
-DEFAULT_BATCH_DOCUMENTS = 1000
-#: longer documents are encoded in segments cut at pre-tokenizer boundaries
-DEFAULT_MAX_SEGMENT_CHARS = 32_768
+#: bounds of the automatic work-unit size (``plan.target_unit_bytes: auto``): the input
+#: divided by ``AUTO_UNITS``, so that small inputs give every worker several units and
+#: large ones give shards big enough for training readers
+AUTO_UNIT_MIN_BYTES = 8 * 2**20
+AUTO_UNIT_MAX_BYTES = 256 * 2**20
+AUTO_UNITS = 128
 
 InputFormat = Literal["auto", "jsonl", "parquet", "text"]
 OutputFormat = Literal["megatron", "parquet"]
 EngineKind = Literal["local", "dask", "spark"]
+BackendChoice = Literal["auto", "fastokens", "hf"]
 OnError = Literal["fail", "skip"]
 
 
@@ -36,15 +38,33 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _byte_size(value: Any) -> int:
+_BYTE_SIZE = TypeAdapter(ByteSize)
+
+
+def parse_byte_size(value: Any) -> int:
+    """A size in bytes from an int or a string such as ``'128MiB'``, ``'1GB'``, ``'64 KiB'``."""
     if isinstance(value, str):
         try:
-            value = parse_bytes(value)
-        except ValueError as err:
-            raise ValueError(f"{value!r} is not a size (write 134217728, '128MiB' or '1GB')") from err
+            value = int(_BYTE_SIZE.validate_python(value.strip()))
+        except ValidationError:
+            raise ValueError(f"{value!r} is not a size (write 134217728, '128MiB' or "
+                             "'1GB')") from None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{value!r} is not a positive size in bytes")
     return value
+
+
+def auto_unit_bytes(input_bytes: int) -> int:
+    """The work-unit size ``plan.target_unit_bytes: auto`` gives an input of this size.
+
+    ``input_bytes / AUTO_UNITS`` within ``[AUTO_UNIT_MIN_BYTES, AUTO_UNIT_MAX_BYTES]``,
+    rounded up to a MiB: 96 MiB of input gives 8 MiB units (12 or more units, enough for
+    every core of a laptop or a large node), 1 TiB gives 256 MiB units (4,096 shards of
+    about 60 M tokens each). It depends on the input only, never on workers.
+    """
+    wanted = -(-input_bytes // AUTO_UNITS)
+    wanted = -(-wanted // 2**20) * 2**20
+    return max(AUTO_UNIT_MIN_BYTES, min(AUTO_UNIT_MAX_BYTES, wanted))
 
 
 class InputConfig(_Section):
@@ -71,7 +91,17 @@ class TokenizerConfig(_Section):
     path: str
     eos: str | None = "<|endoftext|>"
     bos: str | None = None
-    batch_documents: int = Field(DEFAULT_BATCH_DOCUMENTS, gt=0)
+    #: who encodes: ``hf`` (the reference), ``fastokens`` (fails if it cannot), or
+    #: ``auto``: fastokens where it loads the file and passes the identity checks
+    backend: BackendChoice = "auto"
+    #: special-token strings inside document text (``<|endoftext|>``, ``<s>``) are
+    #: tokenized as ordinary text; false turns them into control tokens (the behaviour
+    #: of the tokenizers library's defaults). Changes output bytes.
+    split_special_tokens: bool = True
+    #: characters of text per tokenizer call
+    batch_chars: int = Field(DEFAULT_BATCH_CHARS, gt=0)
+    #: an optional cap on documents per tokenizer call
+    batch_documents: int | None = Field(None, gt=0)
     max_segment_chars: int = Field(DEFAULT_MAX_SEGMENT_CHARS, ge=1024)
 
 
@@ -81,10 +111,13 @@ class OutputConfig(_Section):
 
 
 class PlanConfig(_Section):
-    target_unit_bytes: int = DEFAULT_TARGET_UNIT_BYTES
+    #: a size ('64MiB') or ``auto``: see :func:`auto_unit_bytes`
+    target_unit_bytes: int | Literal["auto"] = "auto"
 
-    _parse_size = field_validator("target_unit_bytes", mode="before")(
-        lambda cls, v: _byte_size(v))
+    @field_validator("target_unit_bytes", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> int | str:
+        return value if value == "auto" else parse_byte_size(value)
 
 
 class StorageConfig(_Section):

@@ -12,6 +12,7 @@ expected, what was found, where, and what to do.
     │   └── ProfileFitError             exit 2: a worker profile fits no CPU:memory class
     ├── InputError                      a bad input record or file (file, line/row, reason)
     ├── TokenizerError                  the tokenizer file is missing, unreadable or unfit
+    ├── BackendMismatchError            the fast tokenizer backend disagreed with HF
     ├── StorageError                    storage failed (URI, operation, endpoint)
     │   ├── StorageNotFoundError        the object or prefix does not exist
     │   ├── StorageAccessError          no credentials, or access denied
@@ -115,6 +116,29 @@ class TokenizerError(TokenyardError):
     """The tokenizer file is missing, unreadable, or lacks a token the job needs."""
 
     exit_code = 2
+
+
+class BackendMismatchError(TokenyardError):
+    """The fast backend's ids for a document differ from the HF reference's.
+
+    Under ``tokenizer.backend: fastokens`` this fails the unit; under ``auto`` the
+    driver switches the run to HF instead (:mod:`pipelines.run`).
+    """
+
+    def __init__(self, *, unit: str, document: int, position: int, fast_id: int | None,
+                 hf_id: int | None, excerpt: str):
+        self.unit = unit
+        self.document = document
+        self.position = position
+        self.fast_id = fast_id
+        self.hf_id = hf_id
+        self.excerpt = excerpt
+        super().__init__(
+            f"fastokens and HF tokenizers disagree on document {document} of unit {unit} "
+            f"(text {excerpt}): first difference at token {position} (fastokens id "
+            f"{fast_id}, HF id {hf_id}); nothing of that unit was kept.",
+            hint="Set tokenizer.backend to hf (or auto, which switches to hf by itself) and "
+                 "run again; HF is the reference.")
 
 
 class StorageError(TokenyardError):

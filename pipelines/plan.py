@@ -3,7 +3,9 @@
 Units depend only on the inputs and the options, never on engines or worker counts:
 uncompressed JSONL and text larger than ``target_unit_bytes`` are cut at byte offsets
 (the reader aligns each cut to the next line start), Parquet at row groups; small files
-are coalesced in key order up to the target; a compressed file is one unit.
+are coalesced in key order up to the target; a compressed file is one unit. The default
+target (``auto``) comes from the input's total size (:func:`pipelines.config.auto_unit_bytes`)
+and is saved resolved, so a plan never changes under a job.
 
 The fingerprint hashes everything that changes output bytes: the inputs (key, size,
 ETag/mtime), the tokenizer's bytes and the output-shaping options. It leaves out the
@@ -20,7 +22,7 @@ import posixpath
 from dataclasses import asdict, dataclass
 
 from pipelines import storage
-from pipelines.config import JobConfig
+from pipelines.config import JobConfig, auto_unit_bytes
 from pipelines.errors import ConfigError, InputError, StorageNotFoundError
 from pipelines.records import InputFile, Plan, Slice, WorkUnit, dumps
 
@@ -32,11 +34,14 @@ FORMAT_SUFFIXES = {
     ".parquet": "parquet", ".pq": "parquet",
     ".txt": "text", ".text": "text", ".md": "text",
 }
-#: rough planning figures for `tokenyard plan`: bytes of UTF-8 text per token, and a
-#: per-core tokenizer rate (GPT-2 BPE, measured by benchmarks/throughput.py)
+#: rough planning figures for `tokenyard plan`: bytes of UTF-8 text per token, and the
+#: text each worker turns into shards per second, end to end, by tokenizer backend
+#: (GPT-2-shaped BPE on English text, measured by benchmarks/throughput.py)
 ESTIMATE_BYTES_PER_TOKEN = 4.3
-ESTIMATE_TOKENS_PER_CORE_S = 1.0e6
+ESTIMATE_TEXT_BYTES_PER_WORKER_S = {"hf": 3.5e6, "fastokens": 45e6}
 ESTIMATE_COMPRESSION_RATIO = 4.0
+#: seconds before the first unit starts (interpreter, workers, tokenizer loads)
+ESTIMATE_STARTUP_S = {"local": 1.5, "dask": 4.0, "spark": 12.0}
 
 
 def detect(key: str, declared: str) -> tuple[str, str | None]:
@@ -130,9 +135,15 @@ def cut_units(files: list[InputFile], target: int, storage_opts: dict) -> tuple[
     return tuple(units)
 
 
-def output_options(job: JobConfig) -> dict:
+def target_unit_bytes(job: JobConfig, inputs: tuple[InputFile, ...]) -> int:
+    """The job's unit size: as set, or from the input's total size under ``auto``."""
+    target = job.plan.target_unit_bytes
+    return auto_unit_bytes(sum(f.size for f in inputs)) if target == "auto" else target
+
+
+def output_options(job: JobConfig, target: int) -> dict:
     """The options that shape output bytes, and only those."""
-    return {
+    options = {
         "input_format": job.input.format,
         "text_field": job.input.text_field,
         "id_field": job.input.id_field,
@@ -140,8 +151,12 @@ def output_options(job: JobConfig) -> dict:
         "bos": job.tokenizer.bos,
         "max_segment_chars": job.tokenizer.max_segment_chars,
         "output_format": job.output.format,
-        "target_unit_bytes": job.plan.target_unit_bytes,
+        "target_unit_bytes": target,
     }
+    if job.tokenizer.split_special_tokens:
+        # absent from plans made before the option existed, whose behaviour was false
+        options["split_special_tokens"] = True
+    return options
 
 
 def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str, options: dict) -> str:
@@ -200,8 +215,9 @@ def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
 def make_plan(job: JobConfig, tokenizer: dict, storage_opts: dict) -> Plan:
     """Plan a job: ``tokenizer`` describes the tokenizer file (name, sha256, vocab)."""
     inputs = list_inputs(job, storage_opts)
-    options = output_options(job)
-    units = cut_units(list(inputs), job.plan.target_unit_bytes, storage_opts)
+    target = target_unit_bytes(job, inputs)
+    options = output_options(job, target)
+    units = cut_units(list(inputs), target, storage_opts)
     fp = fingerprint(inputs, tokenizer["sha256"], options)
     log.info("planned %d units over %d inputs, fingerprint %s", len(units), len(inputs), fp[:12])
     return Plan(job=job.name, fingerprint=fp, options=options, tokenizer=tokenizer,
@@ -230,11 +246,32 @@ def differences(saved: Plan, new: Plan) -> list[str]:
     return out or ["the fingerprint differs"]
 
 
-def estimate(plan: Plan, workers: int) -> dict:
-    """Rough tokens and seconds for `tokenyard plan`; labelled as an estimate there."""
-    text_bytes = sum(
-        u.input_bytes * (ESTIMATE_COMPRESSION_RATIO if u.slices[0].file.compression else 1.0)
-        for u in plan.units)
-    tokens = text_bytes / ESTIMATE_BYTES_PER_TOKEN
-    seconds = tokens / (ESTIMATE_TOKENS_PER_CORE_S * max(workers, 1))
-    return {"tokens": int(tokens), "seconds": seconds, "text_bytes": int(text_bytes)}
+@dataclass(frozen=True)
+class Estimate:
+    """Rough tokens and wall time of a run, for `tokenyard plan` (labelled an estimate)."""
+
+    tokens: int
+    text_bytes: int
+    seconds: float
+    #: workers that get a unit at all (a plan of 3 units keeps 3 workers busy)
+    busy_workers: int
+
+
+def estimate(plan: Plan, workers: int, backend: str = "hf", engine: str = "local") -> Estimate:
+    """Tokens, and wall seconds of ``workers`` running the plan's units on ``backend``.
+
+    Each unit's text takes ``ESTIMATE_TEXT_BYTES_PER_WORKER_S[backend]``; units go to the
+    first free worker in plan order, as the engines hand them out, so a plan with fewer
+    or unequal units than workers shows the wait for the largest.
+    """
+    rate = ESTIMATE_TEXT_BYTES_PER_WORKER_S.get(backend, ESTIMATE_TEXT_BYTES_PER_WORKER_S["hf"])
+    sizes = [u.input_bytes * (ESTIMATE_COMPRESSION_RATIO if u.slices[0].file.compression
+                              else 1.0) for u in plan.units]
+    free = [0.0] * max(1, min(workers, len(sizes)) if sizes else 1)
+    for size in sizes:
+        i = free.index(min(free))
+        free[i] += size / rate
+    text_bytes = sum(sizes)
+    return Estimate(tokens=int(text_bytes / ESTIMATE_BYTES_PER_TOKEN), text_bytes=int(text_bytes),
+                    seconds=ESTIMATE_STARTUP_S.get(engine, 2.0) + max(free),
+                    busy_workers=min(workers, len(sizes)))

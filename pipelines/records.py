@@ -91,9 +91,15 @@ class UnitOptions:
     bos: str | None
     text_field: str
     id_field: str | None
-    batch_documents: int
+    batch_documents: int | None
     max_segment_chars: int
     on_error: str
+    #: who encodes: "hf" or "fastokens" (resolved by the driver; never "auto")
+    backend: str = "hf"
+    #: what the job asked for (auto | fastokens | hf): decides what a mismatch does
+    requested_backend: str = "hf"
+    split_special_tokens: bool = False
+    batch_chars: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -119,17 +125,25 @@ class UnitResult:
     max_token_id: int
     files: tuple[ShardFile, ...]
     rejects: ShardFile | None = None
-    #: set by the driver when the marker was already there; never saved
+    # what this attempt measured; never saved, so markers are the same whoever ran them
+    #: set by the driver when the marker was already there
     skipped: bool = field(default=False, compare=False)
+    #: the tokenizer backend that encoded the unit
+    backend: str = field(default="", compare=False)
+    #: wall seconds the unit took in its worker, and those of its identity checks
+    seconds: float = field(default=0.0, compare=False)
+    check_seconds: float = field(default=0.0, compare=False)
+    checked_documents: int = field(default=0, compare=False)
 
     def to_json(self) -> bytes:
         d = asdict(self)
-        d.pop("skipped")
+        for name in _RUN_ONLY:
+            d.pop(name)
         return dumps(d)
 
     @classmethod
     def from_dict(cls, d: dict) -> "UnitResult":
-        names = {f.name for f in fields(cls)} - {"skipped"}
+        names = {f.name for f in fields(cls)} - _RUN_ONLY
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown marker fields {sorted(unknown)}")
@@ -138,6 +152,9 @@ class UnitResult:
             files=tuple(ShardFile(**f) for f in d["files"]),
             rejects=ShardFile(**d["rejects"]) if d.get("rejects") else None,
         )
+
+
+_RUN_ONLY = frozenset(f.name for f in fields(UnitResult) if not f.compare)
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,29 @@
 """``run_unit``: read, tokenize, write shard, write marker. The only thing engines call.
 
 A pure function of its arguments: the same unit gives the same bytes on any engine,
-worker or attempt. Shard objects are written first, each visible only once complete;
-the marker is written last, so a marker means the unit is done. A retried, duplicated
-or zombie attempt rewrites identical bytes.
+worker, attempt or tokenizer backend. Shard objects are written first, each visible only
+once complete; the marker is written last, so a marker means the unit is done. A
+retried, duplicated or zombie attempt rewrites identical bytes.
+
+Under the ``fastokens`` backend every unit checks a sample of its documents against the
+HF reference before anything is kept (:class:`pipelines.identity.UnitCheck`); when an
+earlier unit's check failed and the driver switched the run to HF (``_backend.json``
+under the output prefix), a fastokens attempt still running writes no marker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
-import os
+import time
 
-from pipelines import storage
-from pipelines.errors import TokenizerError
+from pipelines import storage, worker_env
+from pipelines.errors import TokenizerError, TokenyardError
 from pipelines.formats import writer_for
-from pipelines.read import Reject, StreamedText, UnitReader
+from pipelines.read import Reject, UnitReader
 from pipelines.records import ShardFile, UnitOptions, UnitResult, WorkUnit
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,15 @@ def shard_base(index: int) -> str:
 
 def rejects_path(index: int) -> str:
     return f"rejects/{index:06d}.jsonl"
+
+
+def backend_switch_uri(output_uri: str) -> str:
+    """Written by the driver when fastokens disagreed with HF: the dataset uses HF."""
+    return storage.join(output_uri, "_backend.json")
+
+
+class BackendSwitched(TokenyardError):
+    """The run switched to HF while this fastokens attempt ran; its work is not kept."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -56,7 +71,23 @@ def encoder_for(options: UnitOptions):
     data = _tokenizer_bytes(options.tokenizer_path, options.tokenizer_sha256,
                             json.dumps(options.storage, sort_keys=True))
     return get_encoder(data, eos=options.eos, bos=options.bos,
-                       max_segment_chars=options.max_segment_chars)
+                       max_segment_chars=options.max_segment_chars, name=options.tokenizer_path,
+                       backend=options.backend,
+                       split_special_tokens=options.split_special_tokens)
+
+
+def warm_up(options: UnitOptions) -> None:
+    """Load the job's tokenizer into this process ahead of its first unit (best effort).
+
+    Loads both backends (fastokens encodes, HF checks), whichever the driver chooses.
+    """
+    from dataclasses import replace
+
+    for backend in ("hf", "fastokens"):
+        try:
+            encoder_for(replace(options, backend=backend))
+        except Exception as err:  # the unit itself reports what is wrong, if anything
+            log.debug("warm-up with %s: %s", backend, err)
 
 
 def read_marker(output_uri: str, index: int, storage_opts: dict) -> UnitResult | None:
@@ -82,12 +113,6 @@ def marker_is_valid(result: UnitResult, fingerprint: str, output_uri: str,
                for f in files)
 
 
-def _worker_environment() -> None:
-    # one process per core: each tokenizer runs single-threaded (see STACK-NOTES)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("RAYON_NUM_THREADS", "1")
-
-
 class _RejectSink:
     """Writes ``rejects/NNNNNN.jsonl`` lazily: no file for a unit without rejects."""
 
@@ -111,36 +136,46 @@ class _RejectSink:
 
 def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
     """Tokenize one unit into its shard files and marker; return what it wrote."""
-    _worker_environment()
+    from pipelines.identity import UnitCheck
+
+    started = time.perf_counter()
+    worker_env.apply()
     existing = read_marker(options.output_uri, unit.index, options.storage)
     if existing and marker_is_valid(existing, options.fingerprint, options.output_uri,
                                     options.storage):
         log.info("unit %s is done already", unit.name)
         return existing
     encoder = encoder_for(options)
+    check = UnitCheck(encoder, unit.name) if encoder.backend_name != "hf" else None
     rejects = _RejectSink(options.output_uri, unit.index, options.storage)
-    reader = UnitReader(options, rejects)
+    writer_cls = writer_for(options.output_format)
+    reader = UnitReader(options, rejects, doc_ids=writer_cls.needs_doc_ids)
     documents = tokens = 0
     max_id = -1
-    writer_cls = writer_for(options.output_format)
     base = shard_base(unit.index)
     with writer_cls(storage.join(options.output_uri, base), base, encoder.dtype,
                     options.storage) as writer:
         for batch in reader.batches(unit.slices):
-            if isinstance(batch.texts[0], StreamedText):
+            if batch.streamed is not None:
                 # one huge document: its ids go to the shard as they are made
-                n, top = writer.write_stream(encoder.encode_pieces(batch.texts[0].pieces()),
-                                             batch.ids[0])
+                n, top = writer.write_stream(encoder.encode_pieces(batch.streamed.pieces()),
+                                             batch.streamed.doc_id)
                 documents += 1
                 tokens += n
                 max_id = max(max_id, top)
                 continue
             ids, lengths = encoder.encode(batch.texts)
+            if check is not None:
+                check.check(batch.texts, ids, lengths)
             writer.write(ids, lengths, batch.ids)
             documents += len(lengths)
             tokens += int(ids.size)
             if ids.size:
                 max_id = max(max_id, int(ids.max()))
+    if check is not None and storage.exists(backend_switch_uri(options.output_uri),
+                                            options.storage):
+        raise BackendSwitched(f"unit {unit.name}: the run switched to the hf backend while "
+                              "this fastokens attempt ran; its marker was not written.")
     result = UnitResult(
         index=unit.index,
         fingerprint=options.fingerprint,
@@ -155,6 +190,9 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
     )
     storage.write_bytes(marker_uri(options.output_uri, unit.index), result.to_json(),
                         options.storage)
-    log.info("unit %s: %d documents, %d tokens, %d rejected", unit.name, documents, tokens,
-             reader.rejected)
-    return result
+    log.info("unit %s: %d documents, %d tokens, %d rejected (%s)", unit.name, documents,
+             tokens, reader.rejected, encoder.backend_name)
+    return dataclasses.replace(
+        result, backend=encoder.backend_name, seconds=time.perf_counter() - started,
+        check_seconds=check.seconds if check else 0.0,
+        checked_documents=check.documents if check else 0)

@@ -2,11 +2,18 @@
 
 :func:`get_encoder` builds an :class:`Encoder` from the bytes of a tokenizer file and
 keeps it for the life of the worker process. :meth:`Encoder.encode` turns a batch of
-documents into one flat array of token ids (eos/bos added per document) plus the
+documents into one flat array of token ids (eos/bos added per document, by id) plus the
 token count of each document, in the dtype Megatron uses for the vocabulary size.
 
-Long documents. The Rust tokenizer slows down on single huge inputs, so a document
-longer than ``max_segment_chars`` is encoded in segments. A cut is made only where
+Backends. The ids come from a backend of :mod:`pipelines.backends`: ``hf`` (the
+reference) or ``fastokens``. Everything that describes the tokenizer (vocabulary size,
+dtype, eos/bos ids, pre-tokenizer spans for cuts) comes from the HF reference, which
+:attr:`Encoder.reference` loads on first use, so an encoder describes the same
+tokenizer whichever backend encodes.
+
+Long documents. HF's tokenizer slows down on single huge inputs, so under the ``hf``
+backend a document longer than ``max_segment_chars`` is encoded in segments (fastokens
+stays linear and encodes documents whole; both give the same ids). A cut is made only where
 it cannot change the tokens: at a pre-tokenizer boundary near the wanted length
 (preferably between a non-space and a space; never inside a whitespace run),
 and only after checking that encoding
@@ -22,24 +29,24 @@ passed to the tokenizer; :func:`check_text` says why, and :meth:`Encoder.encode`
 raises :class:`InvalidTextError` naming the first such document of a batch, so the
 caller can reject that record and encode the rest.
 
-Threads. Workers run one process per core. Nothing here sets anything global;
-engines set ``TOKENIZERS_PARALLELISM=false`` and ``RAYON_NUM_THREADS=1`` in worker
-processes before the first encode, so that each process encodes on one thread.
+Threads. Workers run one process per core. Nothing here sets anything global; engines
+set :data:`pipelines.engines.base.WORKER_ENV` (``TOKENIZERS_PARALLELISM=false``,
+``RAYON_NUM_THREADS=1``, ``FASTOKENS_BPE_THREADS=1``) in worker processes before the
+first encode, so that each process encodes on one thread.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-from tokenizers import Tokenizer
 
-from pipelines.config import DEFAULT_MAX_SEGMENT_CHARS
+from pipelines.backends import Backend, HFBackend, cached_backend
+from pipelines.defaults import DEFAULT_MAX_SEGMENT_CHARS
 from pipelines.errors import TokenizerError
 
 logger = logging.getLogger(__name__)
@@ -91,19 +98,30 @@ def _dtype_for(vocab_size: int) -> np.dtype:
 
 
 class Encoder:
-    """A tokenizer ready for batch encoding, with the options of one job."""
+    """A tokenizer ready for batch encoding, with the options of one job.
+
+    ``backend`` names who encodes (``hf`` or ``fastokens``); a backend that cannot run
+    the file raises :class:`pipelines.backends.BackendUnavailable`.
+    ``split_special_tokens`` keeps special-token strings in the text ordinary text (the
+    job default; this class defaults to the tokenizers library's own behaviour).
+    """
 
     def __init__(self, data: bytes, *, eos: str | None = None, bos: str | None = None,
                  max_segment_chars: int = DEFAULT_MAX_SEGMENT_CHARS,
                  name: str = "tokenizer.json",
-                 cache_reset_chars: int = CACHE_RESET_CHARS) -> None:
+                 cache_reset_chars: int = CACHE_RESET_CHARS,
+                 backend: str = "hf", split_special_tokens: bool = False) -> None:
         self.name = name
         self.sha256 = hashlib.sha256(data).hexdigest()
         self._json = _decode_json(data, name)
-        self._tokenizer = _load(self._json, name)
-        self.vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        self.split_special_tokens = split_special_tokens
+        self._reference: HFBackend | None = None
+        tokenizer = self.reference.tokenizer
+        self.backend: Backend = self.reference if backend == "hf" else cached_backend(
+            backend, self._json, sha256=self.sha256, split_special_tokens=split_special_tokens)
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         # ids may have holes: size the dtype for the largest id too
-        max_id = max(self._tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
+        max_id = max(tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
         self.dtype = _dtype_for(max(self.vocab_size, max_id + 1))
         self.eos = eos
         self.bos = bos
@@ -112,7 +130,7 @@ class Encoder:
         if max_segment_chars < 4 * SEGMENT_WINDOW_CHARS:
             raise ValueError(f"max_segment_chars must be at least {4 * SEGMENT_WINDOW_CHARS}")
         self.max_segment_chars = max_segment_chars
-        self.segmentable = self._tokenizer.pre_tokenizer is not None
+        self.segmentable = tokenizer.pre_tokenizer is not None
         if not self.segmentable:
             logger.warning("%s has no pre-tokenizer: documents longer than %d characters are "
                            "encoded whole, which is slower", name, max_segment_chars)
@@ -120,13 +138,32 @@ class Encoder:
         #: how many times the model's cache was cleared (or the tokenizer rebuilt)
         self.cache_resets = 0
         self._chars_since_reset = 0
-        self._prefix = [] if self.bos_id is None else [self.bos_id]
-        self._suffix = [] if self.eos_id is None else [self.eos_id]
+        #: tokens added before and after each document (bos, eos): 0 or 1 each
+        self.prefix_len = 0 if self.bos_id is None else 1
+        self.suffix_len = 0 if self.eos_id is None else 1
+
+    @property
+    def reference(self) -> HFBackend:
+        """The HF tokenizer of this file: the reference ids and the tokenizer's facts."""
+        if self._reference is None:
+            try:
+                self._reference = cached_backend("hf", self._json, sha256=self.sha256,
+                                                 split_special_tokens=self.split_special_tokens)
+            except Exception as err:  # the Rust side raises a bare Exception
+                raise TokenizerError(
+                    f"{self.name} could not be loaded by tokenizers: {err}.",
+                    hint="Check that the file was written by a compatible version of the "
+                         "tokenizers library (Tokenizer.save).") from None
+        return self._reference
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
 
     def _token_id(self, token: str | None, role: str) -> int | None:
         if token is None:
             return None
-        token_id = self._tokenizer.token_to_id(token)
+        token_id = self.reference.tokenizer.token_to_id(token)
         if token_id is None:
             raise TokenizerError(
                 f"the {role} token {token!r} is not in the vocabulary of {self.name} "
@@ -152,11 +189,21 @@ class Encoder:
                 reason = check_text(text)
                 if reason is not None:
                     raise InvalidTextError(index, reason)
-        n_docs = len(texts)
-        if n_docs == 0:
+        if not texts:
             return np.empty(0, self.dtype), np.empty(0, np.int64)
+        chars = sum(map(len, texts))
+        if chars <= ENCODE_CALL_CHARS and (self.backend.linear or
+                                           max(map(len, texts)) <= self.max_segment_chars):
+            # the common case: one call, lengths straight from the backend
+            flat, lengths = self.backend.encode_flat(texts)
+        else:
+            flat, lengths = self._encode_segmented(texts)
+        self._count(chars)
+        return self._with_specials(flat, lengths)
+
+    def _encode_segmented(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         parts: list[np.ndarray] = []
-        lengths = np.zeros(n_docs, np.int64)
+        lengths = np.zeros(len(texts), np.int64)
         pending: list[str] = []
         owners: list[int] = []
         pending_chars = 0
@@ -170,11 +217,30 @@ class Encoder:
         if pending:
             parts.append(self._encode_call(pending, owners, lengths))
         flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        del parts
-        self._count(sum(len(t) for t in texts))
-        if not self._prefix and not self._suffix:
+        return flat, lengths
+
+    def _with_specials(self, flat: np.ndarray, lengths: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Cast to :attr:`dtype` and put bos/eos around each document, without a Python loop."""
+        flat = flat.astype(self.dtype, copy=False)
+        if not self.prefix_len and not self.suffix_len:
             return flat, lengths
-        return _with_specials(flat, lengths, self._prefix, self._suffix, self.dtype)
+        ends = np.cumsum(lengths)
+        if self.prefix_len and self.suffix_len:
+            # positions in the original array; np.insert sorts them stably, which keeps
+            # bos before eos of an empty document and eos of one before bos of the next
+            where = np.empty(2 * len(lengths), np.int64)
+            where[0::2] = ends - lengths
+            where[1::2] = ends
+            values = np.empty(2 * len(lengths), self.dtype)
+            values[0::2] = self.bos_id
+            values[1::2] = self.eos_id
+            out = np.insert(flat, where, values)
+        elif self.suffix_len:
+            out = np.insert(flat, ends, self.dtype.type(self.eos_id))
+        else:
+            out = np.insert(flat, ends - lengths, self.dtype.type(self.bos_id))
+        return out, lengths + (self.prefix_len + self.suffix_len)
 
     def encode_pieces(self, pieces: Iterable[str]) -> Iterator[np.ndarray]:
         """One document that arrives in pieces (a huge file, read in chunks): its ids.
@@ -185,16 +251,15 @@ class Encoder:
         ``ENCODE_CALL_CHARS`` of it are held at a time (more only while no exact cut
         is found, e.g. a long run without whitespace).
         """
-        if self._prefix:
-            yield np.asarray(self._prefix, self.dtype)
+        if self.bos_id is not None:
+            yield np.asarray([self.bos_id], self.dtype)
         buffer = ""
         pending: list[str] = []
         pending_chars = 0
         total = 0
 
         def flush() -> np.ndarray:
-            lengths = np.zeros(1, np.int64)
-            return self._encode_call(pending, [0] * len(pending), lengths)
+            return self.backend.encode_flat(pending)[0].astype(self.dtype, copy=False)
 
         for piece in pieces:
             if not piece:
@@ -221,13 +286,21 @@ class Encoder:
         if pending:
             yield flush()
         self._count(total)
-        if self._suffix:
-            yield np.asarray(self._suffix, self.dtype)
+        if self.eos_id is not None:
+            yield np.asarray([self.eos_id], self.dtype)
+
+    def reference_ids(self, text: str) -> np.ndarray:
+        """The reference (HF) ids of one text, without bos/eos, as uint32."""
+        return self.reference.encode_flat([text])[0]
 
     def _segments_of(self, texts: Sequence[str]):
-        """(document index, segment) pairs; long documents cut lazily into exact segments."""
+        """(document index, segment) pairs; long documents cut lazily into exact segments.
+
+        A backend linear in the text's length encodes every document whole.
+        """
+        cut = self.segmentable and not self.backend.linear
         for index, text in enumerate(texts):
-            if len(text) > self.max_segment_chars and self.segmentable:
+            if cut and len(text) > self.max_segment_chars:
                 for segment in self.iter_segments(text):
                     yield index, segment
             else:
@@ -235,13 +308,10 @@ class Encoder:
 
     def _encode_call(self, segments: list[str], owners: list[int],
                      lengths: np.ndarray) -> np.ndarray:
-        """One tokenizer call; the flat ids in ``dtype``; adds to ``lengths`` per owner."""
-        encodings = self._tokenizer.encode_batch_fast(segments, add_special_tokens=False)
-        ids = [encoding.ids for encoding in encodings]
-        del encodings
-        counts = np.fromiter(map(len, ids), np.int64, len(ids))
+        """One backend call; the flat ids; adds to ``lengths`` per owner."""
+        flat, counts = self.backend.encode_flat(segments)
         np.add.at(lengths, np.asarray(owners, np.int64), counts)
-        return np.fromiter(itertools.chain.from_iterable(ids), self.dtype, int(counts.sum()))
+        return flat
 
     def _count(self, chars: int) -> None:
         self._chars_since_reset += chars
@@ -249,12 +319,20 @@ class Encoder:
             self.reset_cache()
 
     def reset_cache(self) -> None:
-        """Drop what the tokenizer cached while encoding; tokens do not change."""
-        clear = getattr(self._tokenizer.model, "_clear_cache", None)
-        if clear is not None:
-            clear()
-        else:
-            self._tokenizer = _load(self._json, self.name)
+        """Drop what the HF tokenizer cached while encoding; tokens do not change.
+
+        fastokens keeps no cache that grows with the text it has seen.
+        """
+        reference = self._reference
+        if reference is not None:
+            clear = getattr(reference.tokenizer.model, "_clear_cache", None)
+            if clear is not None:
+                clear()
+            else:  # a model without the call: rebuild it
+                fresh = HFBackend(self._json, split_special_tokens=self.split_special_tokens)
+                if self.backend is reference:
+                    self.backend = fresh
+                self._reference = fresh
         self._chars_since_reset = 0
         self.cache_resets += 1
         logger.debug("%s: cleared the tokenizer cache (%d times so far)", self.name,
@@ -296,7 +374,8 @@ class Encoder:
         """Pre-tokenizer boundaries in the middle half of ``window``, best first."""
         quarter = SEGMENT_WINDOW_CHARS // 2
         first, last = centre - quarter, centre + quarter
-        spans = [span for _, span in self._tokenizer.pre_tokenizer.pre_tokenize_str(window)]
+        pre_tokenizer = self.reference.tokenizer.pre_tokenizer
+        spans = [span for _, span in pre_tokenizer.pre_tokenize_str(window)]
         # piece edges that no piece straddles (some pre-tokenizers drop whitespace)
         inside: set[int] = set()
         edges: set[int] = set()
@@ -316,30 +395,9 @@ class Encoder:
         return boundaries[:_CANDIDATES_PER_WINDOW]
 
     def _cut_is_exact(self, window: str, k: int) -> bool:
-        whole, left, right = self._tokenizer.encode_batch_fast(
-            [window, window[:k], window[k:]], add_special_tokens=False)
-        return whole.ids == left.ids + right.ids
-
-
-def _with_specials(flat: np.ndarray, lengths: np.ndarray, prefix: list[int],
-                   suffix: list[int], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Insert ``prefix`` before and ``suffix`` after each document, without a Python loop."""
-    extra = len(prefix) + len(suffix)
-    out_lengths = lengths + extra
-    ends = np.cumsum(out_lengths)
-    starts = ends - out_lengths
-    out = np.empty(int(ends[-1]) if len(ends) else 0, dtype)
-    content = np.ones(out.size, bool)
-    if prefix:
-        at = starts[:, None] + np.arange(len(prefix))
-        out[at] = np.asarray(prefix, dtype)
-        content[at] = False
-    if suffix:
-        at = ends[:, None] - len(suffix) + np.arange(len(suffix))
-        out[at] = np.asarray(suffix, dtype)
-        content[at] = False
-    out[content] = flat
-    return out, out_lengths
+        flat, lengths = self.backend.encode_flat([window, window[:k], window[k:]])
+        whole = int(lengths[0])
+        return np.array_equal(flat[:whole], flat[whole:])
 
 
 def _decode_json(data: bytes, name: str) -> str:
@@ -353,14 +411,6 @@ def _decode_json(data: bytes, name: str) -> str:
     return text
 
 
-def _load(text: str, name: str) -> Tokenizer:
-    try:
-        return Tokenizer.from_str(text)
-    except Exception as err:  # the Rust side raises a bare Exception
-        raise TokenizerError(f"{name} could not be loaded by tokenizers: {err}.",
-                             hint="Check that the file was written by a compatible version of "
-                                  "the tokenizers library (Tokenizer.save).") from None
-
 
 #: encoders kept per process, most recently used last
 _ENCODERS: OrderedDict[tuple, Encoder] = OrderedDict()
@@ -369,17 +419,20 @@ _ENCODERS_KEPT = 4
 
 def get_encoder(data: bytes, *, eos: str | None, bos: str | None = None,
                 max_segment_chars: int = DEFAULT_MAX_SEGMENT_CHARS,
-                name: str = "tokenizer.json") -> Encoder:
+                name: str = "tokenizer.json", backend: str = "hf",
+                split_special_tokens: bool = False) -> Encoder:
     """The process's :class:`Encoder` for these tokenizer bytes and options, built once.
 
     ``name`` (the tokenizer's path, say) appears in error messages only; it is not
     part of the key, so the same bytes read from another path reuse the encoder.
     """
-    key = (hashlib.sha256(data).hexdigest(), eos, bos, max_segment_chars)
+    key = (hashlib.sha256(data).hexdigest(), eos, bos, max_segment_chars, backend,
+           split_special_tokens)
     encoder = _ENCODERS.get(key)
     if encoder is None:
         encoder = Encoder(data, eos=eos, bos=bos, max_segment_chars=max_segment_chars,
-                          name=name)
+                          name=name, backend=backend,
+                          split_special_tokens=split_special_tokens)
         logger.info("loaded %s (%d tokens, sha256 %s)", name, encoder.vocab_size, key[0][:12])
         _ENCODERS[key] = encoder
         while len(_ENCODERS) > _ENCODERS_KEPT:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# fast-backend verdicts go to a folder of this test session, never to the user's cache
+os.environ["TOKENYARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="tokenyard-test-cache-")
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import DEFAULT_TARGET_UNIT_BYTES, load_job, parse_job
+from pipelines.config import auto_unit_bytes, load_job, parse_job
 from pipelines.errors import ConfigError
 
 MINIMAL = {"name": "j", "input": {"uri": "s3://raw/x/"}, "tokenizer": {"path": "t.json"},
@@ -17,8 +17,29 @@ def test_defaults_are_documented_values():
     job = parse_job(MINIMAL)
     assert job.engine.kind == "dask" and job.output.format == "megatron"
     assert job.on_error == "fail" and job.input.format == "auto"
-    assert job.plan.target_unit_bytes == DEFAULT_TARGET_UNIT_BYTES
+    assert job.plan.target_unit_bytes == "auto"
     assert job.tokenizer.eos == "<|endoftext|>"
+    assert job.tokenizer.backend == "auto" and job.tokenizer.split_special_tokens is True
+
+
+def test_auto_unit_size_follows_the_input_within_bounds():
+    mib = 2**20
+    assert auto_unit_bytes(1) == 8 * mib
+    assert auto_unit_bytes(96 * mib) == 8 * mib
+    assert auto_unit_bytes(4 * 1024 * mib) == 32 * mib
+    assert auto_unit_bytes(2**40) == 256 * mib
+    sizes = [auto_unit_bytes(n * 2**30) for n in range(1, 100)]
+    assert sizes == sorted(sizes)
+
+
+def test_unit_size_and_backend_values():
+    job = parse_job({**MINIMAL, "plan": {"target_unit_bytes": "64MiB"},
+                     "tokenizer": {"path": "t.json", "backend": "hf"}})
+    assert job.plan.target_unit_bytes == 64 * 2**20 and job.tokenizer.backend == "hf"
+    with pytest.raises(ConfigError, match="plan.target_unit_bytes"):
+        parse_job({**MINIMAL, "plan": {"target_unit_bytes": "lots"}})
+    with pytest.raises(ConfigError, match="tokenizer.backend"):
+        parse_job({**MINIMAL, "tokenizer": {"path": "t.json", "backend": "fast"}})
 
 
 def test_unknown_key_names_the_nearest_valid_one():

@@ -88,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         # Dask logs every worker start and stop at INFO; the progress bar says what matters.
         # Read when distributed is first imported, here and in worker processes.
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-        import dask
+        if "dask" in sys.modules:  # else dask reads the variable when first imported
+            import dask
 
-        dask.config.set({"logging.distributed": os.environ["DASK_LOGGING__DISTRIBUTED"]})
+            dask.config.set({"logging.distributed": os.environ["DASK_LOGGING__DISTRIBUTED"]})
     try:
         return int(args.handler(args) or 0)
     except TokenyardError as err:

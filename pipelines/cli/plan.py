@@ -20,20 +20,27 @@ def handle(args: argparse.Namespace) -> int:
     import os
 
     from pipelines.plan import estimate
-    from pipelines.run import plan_job
+    from pipelines.run import choose_job_backend, plan_job, storage_of
 
     job = job_from_args(args)
     plan = plan_job(job)
     workers = job.engine.workers or os.cpu_count() or 1
-    est = estimate(plan, workers)
+    choice = choose_job_backend(job, plan, storage_of(job))
+    est = estimate(plan, workers, choice.backend, job.engine.kind)
     print(f"job {plan.job}  fingerprint {plan.fingerprint[:16]}")
     print(f"inputs     {len(plan.inputs)} files, {human_bytes(sum(f.size for f in plan.inputs))}")
-    print(f"units      {len(plan.units)} (target {human_bytes(job.plan.target_unit_bytes)} each)")
+    target = plan.options["target_unit_bytes"]
+    how = "auto, from the input size" if job.plan.target_unit_bytes == "auto" else "set"
+    print(f"units      {len(plan.units)} (target {human_bytes(target)} each: {how})")
     print(f"tokenizer  {plan.tokenizer['name']} (vocab {plan.tokenizer['vocab_size']}, "
           f"{plan.tokenizer['dtype']}, sha256 {plan.tokenizer['sha256'][:12]})")
+    print(f"backend    {choice.backend} ({choice.reason})")
     print(f"output     {job.output.uri} ({job.output.format})")
-    print(f"estimate   ~{human(est['tokens'])} tokens, ~{duration(est['seconds'])} on {workers} "
-          f"workers (rough: {human_bytes(est['text_bytes'])} of text)")
+    busy = "" if est.busy_workers >= workers else \
+        f"; only {est.busy_workers} of them get a unit: set plan.target_unit_bytes lower"
+    print(f"estimate   ~{human(est.tokens)} tokens, ~{duration(est.seconds)} on {workers} "
+          f"{job.engine.kind} workers with {choice.backend} (rough: {human_bytes(est.text_bytes)} "
+          f"of text{busy})")
     shown = plan.units if args.units == 0 else plan.units[:args.units]
     print()
     print(f"{'unit':>6}  {'bytes':>10}  slices")

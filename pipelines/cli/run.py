@@ -15,6 +15,11 @@ def add_job_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="override engine.workers")
     p.add_argument("--output", help="override output.uri")
     p.add_argument("--on-error", choices=["fail", "skip"], help="override on_error")
+    p.add_argument("--tokenizer-backend", choices=["auto", "fastokens", "hf"],
+                   help="override tokenizer.backend: hf is the reference, fastokens the fast "
+                        "one (fails if it cannot run the tokenizer), auto uses fastokens where "
+                        "it loads the file and passes the identity checks; output bytes are "
+                        "the same")
 
 
 def job_from_args(args: argparse.Namespace):
@@ -24,6 +29,7 @@ def job_from_args(args: argparse.Namespace):
         "engine.workers": args.workers,
         "output.uri": args.output,
         "on_error": args.on_error,
+        "tokenizer.backend": args.tokenizer_backend,
         "engine.scheduler_address": getattr(args, "scheduler", None),
         "engine.spark_master": getattr(args, "master", None),
     })

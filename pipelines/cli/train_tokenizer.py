@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 
-from dask.utils import parse_bytes
-
 from pipelines.cli.display import human_bytes
+from pipelines.config import parse_byte_size
 
 
 def register(sub) -> None:
@@ -38,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
 
     job = load_job(args.job)
     try:
-        sample_bytes = parse_bytes(args.sample_bytes)
+        sample_bytes = parse_byte_size(args.sample_bytes)
     except ValueError:
         raise ConfigError(f"--sample-bytes {args.sample_bytes!r} is not a size (e.g. 50MB).") \
             from None

@@ -23,13 +23,13 @@ from pipelines.engines.base import Attempts, RunOutcome
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, UnitResult, WorkUnit
 from pipelines.task import run_unit
+from pipelines.worker_env import WORKER_ENV
 
 log = logging.getLogger(__name__)
 
 METRICS_TOPIC = "tokenyard-unit"
 #: worker deaths a task survives before the scheduler marks it failed (Dask's default: 3)
 ALLOWED_FAILURES = 12
-WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1"}
 
 
 def task_key(unit: WorkUnit, fingerprint: str, attempt: int = 1) -> str:

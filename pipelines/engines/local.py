@@ -1,8 +1,10 @@
 """Engine ``local``: a pool of worker processes on this machine, one per core.
 
-Processes are spawned, not forked, so no tokenizer thread pool is ever forked. A worker
-process that dies (killed, out of memory) breaks the pool; the engine starts a new pool
-and runs the units that were in flight again.
+Processes are spawned, not forked, so no tokenizer thread pool is ever forked. They are
+started when the engine is entered and, given ``preload`` options, load the job's
+tokenizer at once, so that their start overlaps the driver's own work (checking the
+tokenizer backend). A worker process that dies (killed, out of memory) breaks the pool;
+the engine starts a new pool and runs the units that were in flight again.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
 
-from pipelines.config import EngineConfig
 from pipelines.engines.base import Attempts, RunOutcome
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, WorkUnit
-from pipelines.task import run_unit
+from pipelines import worker_env
+from pipelines.task import run_unit, warm_up
+
+if TYPE_CHECKING:
+    from pipelines.config import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,24 +31,29 @@ log = logging.getLogger(__name__)
 MAX_POOL_RESTARTS = 20
 
 
-def _init_worker() -> None:
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    os.environ["RAYON_NUM_THREADS"] = "1"
+def _init_worker(preload: UnitOptions | None) -> None:
+    worker_env.apply(override=True)
+    if preload is not None:
+        warm_up(preload)
 
 
 class LocalEngine:
     name = "local"
 
     def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS, *,
-                 job_name: str = "") -> None:
+                 job_name: str = "", preload: UnitOptions | None = None) -> None:
         self.workers = config.workers or os.cpu_count() or 1
         self.attempts = Attempts(config.max_attempts)
         self.progress = progress
+        self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.preload,))
+        for _ in range(self.workers):  # start every process now, not at the first unit
+            pool.submit(os.getpid)
+        return pool
 
     def __enter__(self) -> "LocalEngine":
         self._pool = self._new_pool()

@@ -49,6 +49,7 @@ from pipelines.errors import TokenyardError
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, UnitResult, WorkUnit
 from pipelines.task import run_unit
+from pipelines.worker_env import WORKER_ENV
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,12 @@ MAX_TASK_FAILURES = 16
 JOBS_PER_SLOT = 2
 #: upper bound on jobs in flight (driver threads), whatever the cluster size
 MAX_JOBS_IN_FLIGHT = 256
-EXECUTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1"}
 #: settings of a session the engine creates; ``spark_conf`` overrides them
 SESSION_CONF = {
     "spark.ui.showConsoleProgress": "false",
     "spark.python.worker.reuse": "true",
     "spark.scheduler.mode": "FAIR",
-    **{f"spark.executorEnv.{k}": v for k, v in EXECUTOR_ENV.items()},
+    **{f"spark.executorEnv.{k}": v for k, v in WORKER_ENV.items()},
 }
 
 _LOCAL = re.compile(r"^local(\[(?P<threads>\d+|\*)\])?$")

@@ -50,6 +50,8 @@ class MegatronWriter:
     """Writes one unit's ``shards/NNNNNN.bin`` and ``.idx``; use as a context manager."""
 
     suffixes = (".bin", ".idx")
+    #: Megatron shards keep no document ids: the reader need not make them
+    needs_doc_ids = False
 
     def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype, storage_opts: dict):
         self.base_uri = base_uri

@@ -28,10 +28,19 @@ def schema_for(dtype: np.dtype) -> pa.Schema:
     ])
 
 
+#: documents per row group: row groups depend on the documents only, never on how the
+#: reader batched them, so shards are the same bytes whatever the batch settings
+ROW_GROUP_DOCUMENTS = 1000
+#: a row group is written early once it holds this many tokens (bounds memory)
+ROW_GROUP_MAX_TOKENS = 16 * 2**20
+
+
 class ParquetShardWriter:
     """Writes one unit's ``shards/NNNNNN.parquet``; use as a context manager."""
 
     suffixes = (".parquet",)
+    #: rows carry each document's source id
+    needs_doc_ids = True
 
     def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype, storage_opts: dict):
         self.uri = base_uri + ".parquet"
@@ -41,6 +50,8 @@ class ParquetShardWriter:
         self._ctx = None
         self._out = None
         self._writer = None
+        self._rows: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
+        self._row_docs = self._row_tokens = 0
         self.files: tuple[ShardFile, ...] = ()
 
     def __enter__(self) -> "ParquetShardWriter":
@@ -50,6 +61,31 @@ class ParquetShardWriter:
         return self
 
     def write(self, tokens: np.ndarray, lengths: np.ndarray, ids: list[str]) -> None:
+        """Documents' tokens (concatenated) with their lengths and ids."""
+        ends = np.cumsum(lengths)
+        start = 0
+        while start < len(lengths):
+            room = ROW_GROUP_DOCUMENTS - self._row_docs
+            stop = min(len(lengths), start + room)
+            first = int(ends[start - 1]) if start else 0
+            last = int(ends[stop - 1])
+            self._rows.append((tokens[first:last], lengths[start:stop], ids[start:stop]))
+            self._row_docs += stop - start
+            self._row_tokens += last - first
+            if self._row_docs >= ROW_GROUP_DOCUMENTS or self._row_tokens >= ROW_GROUP_MAX_TOKENS:
+                self._flush()
+            start = stop
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        tokens = np.concatenate([r[0] for r in self._rows])
+        lengths = np.concatenate([r[1] for r in self._rows])
+        ids = [i for r in self._rows for i in r[2]]
+        self._rows, self._row_docs, self._row_tokens = [], 0, 0
+        self._write_group(tokens, lengths, ids)
+
+    def _write_group(self, tokens: np.ndarray, lengths: np.ndarray, ids: list[str]) -> None:
         value_type = self.schema.field("input_ids").type.value_type
         offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
@@ -65,11 +101,14 @@ class ParquetShardWriter:
         """One document whose ids arrive in parts (a row holds them all, so they are
         gathered first); returns (tokens, largest id)."""
         ids = np.concatenate([np.asarray(p) for p in parts] or [np.zeros(0, np.uint16)])
-        self.write(ids, np.array([ids.size]), [doc_id])
+        self._flush()
+        self._write_group(ids, np.array([ids.size]), [doc_id])
         return int(ids.size), int(ids.max()) if ids.size else -1
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
+            if exc_type is None:
+                self._flush()
             self._writer.close()
         except Exception:
             if exc_type is None:

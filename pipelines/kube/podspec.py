@@ -19,6 +19,7 @@ from pipelines.kube.pools import (DO_NOT_DISRUPT, LABEL_MEMORY_PER_CPU, LABEL_PO
 from pipelines.kube.quantity import format_cpu, format_memory
 from pipelines.kube.scheduling import PodShape
 from pipelines.kube.sizing import PodSize
+from pipelines.worker_env import WORKER_ENV
 
 #: the user id of the image's ``tokenyard`` user (see the Dockerfile)
 RUN_AS_USER = 10001
@@ -37,8 +38,7 @@ BASE_ENV: tuple[tuple[str, str], ...] = (
     ("TMPDIR", SCRATCH_PATH),
     ("PYTHONDONTWRITEBYTECODE", "1"),
     ("PYTHONUNBUFFERED", "1"),
-    ("TOKENIZERS_PARALLELISM", "false"),
-    ("RAYON_NUM_THREADS", "1"),
+    *WORKER_ENV.items(),
     ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
 )
 
