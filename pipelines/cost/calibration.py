@@ -4,12 +4,13 @@ Two sources, and the report says which was used:
 
 * **A sample** (:func:`calibrate`): sample units cut from the job's own inputs
   (``sampling``) run through the real unit path, ``pipelines.task.run_unit``, in this
-  process, with the options a run would use (``pipelines.run.unit_options``, so the
-  tokenizer backend is the run's), writing to a temporary local folder that is deleted
-  afterwards. CPU time is the process's (every thread, so a tokenizer that runs its own
-  threads is counted), minus the memory sampler's own thread; loading the tokenizer is
-  timed apart, as a once-per-worker cost. Bad records are skipped, not fatal, and
-  counted.
+  process, with the options a run would use (:func:`run_options`: the tokenizer backend
+  the driver would choose, ``pipelines.run.choose_job_backend``, then
+  ``pipelines.run.unit_options``; so fastokens' per-unit identity check is counted too),
+  writing to a temporary local folder that is deleted afterwards. CPU time is the
+  process's (every thread, so a tokenizer that runs its own threads is counted), minus
+  the memory sampler's own thread; loading the tokenizer is timed apart, as a
+  once-per-worker cost. Bad records are skipped, not fatal, and counted.
 * **An earlier run record** (:func:`from_record`): ``_runs/<run-id>.json`` under the
   output prefix. Its worker time is ``unit_seconds`` (the sum of per-unit wall seconds
   in workers) when the record has it, else the run's seconds times its workers (an
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import storage
+from pipelines.config import JobConfig
 from pipelines.cost.sampling import SampleUnit, sample_units
 from pipelines.errors import ConfigError, StorageNotFoundError
 from pipelines.records import Plan, UnitOptions
@@ -71,6 +73,8 @@ class Rates:
     tokenizer_load_seconds: float | None = None
     run_id: str | None = None
     notes: tuple[str, ...] = ()
+    #: why the run would use this backend (the driver's words)
+    backend_reason: str | None = None
 
     @property
     def tokens_per_cpu_second(self) -> float:
@@ -93,6 +97,7 @@ class Rates:
             "description": self.description,
             "run_id": self.run_id,
             "backend": self.backend,
+            "backend_reason": self.backend_reason,
             "tokenizer_sha256": self.tokenizer_sha256,
             "tokens_per_cpu_second": round(self.tokens_per_cpu_second, 1),
             "bytes_per_token": round(self.bytes_per_token, 4),
@@ -110,9 +115,12 @@ class Rates:
         }
 
 
-def backend_of(options: UnitOptions) -> str | None:
-    """The tokenizer backend a run would use, when the options name one."""
-    return getattr(options, "backend", None)
+def run_options(job: JobConfig, plan: Plan, storage_opts: dict) -> tuple[UnitOptions, str]:
+    """The unit options a run of ``job`` would use, and why its backend was chosen."""
+    from pipelines.run import choose_job_backend, unit_options
+
+    choice = choose_job_backend(job, plan, storage_opts)
+    return unit_options(job, plan, storage_opts, choice.backend), choice.reason
 
 
 class _PeakRSS:
@@ -145,7 +153,8 @@ class _PeakRSS:
 def calibrate(plan: Plan, options: UnitOptions, *,
               sample_bytes: int = DEFAULT_SAMPLE_BYTES) -> Rates:
     """Run a deterministic sample of the plan's inputs through ``run_unit`` here."""
-    from pipelines.task import encoder_for, run_unit
+    from pipelines import worker_env
+    from pipelines.task import run_unit, warm_up
 
     with tempfile.TemporaryDirectory(prefix="tokenyard-cost-") as tmp:
         staging = Path(tmp) / "staging"
@@ -153,10 +162,9 @@ def calibrate(plan: Plan, options: UnitOptions, *,
         samples = sample_units(plan, sample_bytes, staging, options.storage,
                                options.text_field)
         opts = dataclasses.replace(options, output_uri=str(Path(tmp) / "out"), on_error="skip")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        os.environ.setdefault("RAYON_NUM_THREADS", "1")
+        worker_env.apply()  # one thread per tokenizer, as in a worker
         c0 = time.process_time()
-        encoder_for(opts)
+        warm_up(opts)  # loaded once per worker, not per unit
         load = time.process_time() - c0
         cpu = wall = 0.0
         tokens = rejected = 0
@@ -181,7 +189,7 @@ def calibrate(plan: Plan, options: UnitOptions, *,
         description=_describe(samples, plan, measured),
         cpu_seconds_per_byte=cpu / measured, tokens_per_byte=tokens / measured,
         unit_overhead_seconds=UNIT_OVERHEAD_SECONDS, peak_rss_bytes=rss.peak,
-        tokenizer_sha256=plan.tokenizer["sha256"], backend=backend_of(options),
+        tokenizer_sha256=plan.tokenizer["sha256"], backend=options.backend,
         measured_bytes=measured, measured_tokens=tokens, measured_cpu_seconds=cpu,
         measured_wall_seconds=wall, measured_units=len(samples), rejected=rejected,
         tokenizer_load_seconds=load)
@@ -216,7 +224,7 @@ def run_records(output_uri: str, storage_opts: dict) -> list[tuple[str, dict]]:
     return sorted(out, key=lambda r: (str(r[1].get("finished_utc", "")), r[0]), reverse=True)
 
 
-def _reusable(record: dict, plan: Plan, backend: str | None) -> str | None:
+def _reusable(record: dict, plan: Plan, backend: str) -> str | None:
     """Why ``record`` cannot stand for this run automatically, or None if it can."""
     if record.get("tokenizer_sha256") != plan.tokenizer["sha256"]:
         return "it does not name this run's tokenizer (tokenizer_sha256)"
@@ -230,7 +238,7 @@ def _reusable(record: dict, plan: Plan, backend: str | None) -> str | None:
 
 
 def auto_record(output_uri: str, storage_opts: dict, plan: Plan,
-                backend: str | None) -> tuple[str, dict] | None:
+                backend: str) -> tuple[str, dict] | None:
     """The newest record that can stand for this run without asking."""
     for run_id, record in run_records(output_uri, storage_opts):
         if _reusable(record, plan, backend) is None:
@@ -263,7 +271,7 @@ def find_record(ref: str, output_uri: str, storage_opts: dict) -> tuple[str, dic
 def from_record(run_id: str, record: dict, plan: Plan, options: UnitOptions, *,
                 explicit: bool) -> Rates:
     """The rates of an earlier run, from its record."""
-    backend = backend_of(options)
+    backend = options.backend
     notes = []
     why = _reusable(record, plan, backend)
     if why is not None and not explicit:

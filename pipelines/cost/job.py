@@ -10,6 +10,7 @@ job's output prefix; calibration writes to a temporary folder it deletes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -22,7 +23,7 @@ from pipelines.cost.interruptions import HOURS_PER_MONTH, Trace, load_trace
 from pipelines.cost.model import Settings, Summary
 from pipelines.cost.pricing import PriceBook
 from pipelines.cost.simulation import STRATEGIES, RunResult, Strategy
-from pipelines.cost.workload import Workload, from_plan
+from pipelines.cost.workload import Workload, from_plan, unit_target
 from pipelines.errors import ConfigError
 from pipelines.kube.profiles import Profile, load_profile
 
@@ -76,7 +77,7 @@ class CostReport:
 
 def _rates(job: JobConfig, plan, options, storage_opts: dict, opts: CostOptions) -> Rates:
     output = job.output.uri.rstrip("/")
-    backend = calibration.backend_of(options)
+    backend = options.backend
     if opts.from_run not in (None, "auto"):
         run_id, record = calibration.find_record(opts.from_run, output, storage_opts)
         return calibration.from_record(run_id, record, plan, options, explicit=True)
@@ -114,7 +115,7 @@ def _quiet(message: str) -> None:
 def cost_job(job: JobConfig, opts: CostOptions,
              note: Callable[[str], None] = _quiet) -> CostReport:
     """Price ``job``; ``note`` hears what is going on before the slow steps."""
-    from pipelines.run import plan_job, storage_of, unit_options
+    from pipelines.run import plan_job, storage_of
 
     profile = load_profile(opts.profile_path)
     book = pricing.price_book(opts.prices, opts.spot_prices)
@@ -127,8 +128,11 @@ def cost_job(job: JobConfig, opts: CostOptions,
     storage_opts = storage_of(job)
     note(f"tokenyard cost: planning {job.name} and measuring its rates...")
     plan = plan_job(job)
-    rates = _rates(job, plan, unit_options(job, plan, storage_opts), storage_opts, opts)
-    workload = from_plan(plan, rates, job.plan.target_unit_bytes, opts.assume_input_bytes)
+    options, backend_reason = calibration.run_options(job, plan, storage_opts)
+    rates = dataclasses.replace(_rates(job, plan, options, storage_opts, opts),
+                                backend_reason=backend_reason)
+    workload = from_plan(plan, rates, unit_target(job, plan, opts.assume_input_bytes),
+                         opts.assume_input_bytes)
     estimate = model.estimate(workload, fleet, settings)
     simulation = None
     recommendation = sensitivity = None

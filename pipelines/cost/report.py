@@ -49,6 +49,8 @@ def assumptions(report: CostReport) -> dict[str, str]:
         "spot_prices": report.prices.spot_source,
         "rates": f"{rates.source}: {rates.description}"
                  + (f" ({'; '.join(rates.notes)})" if rates.notes else ""),
+        "backend": f"{rates.backend}: {rates.backend_reason}" if rates.backend_reason
+                   else str(rates.backend),
         "work": "a unit is CPU-bound on one vCPU per worker slot (tokenizing is most of a "
                 "unit's time); every unit adds "
                 f"{rates.unit_overhead_seconds:g} s of S3 round trips (marker check, shard "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pipelines.config import JobConfig, auto_unit_bytes
 from pipelines.cost.calibration import Rates
 from pipelines.records import Plan
 
@@ -80,6 +81,14 @@ class Workload:
         units = cut_repeated(self.files, target_unit_bytes)
         return Workload(tuple(units), self.files, target_unit_bytes, self.rates,
                         self.actual_input_bytes)
+
+
+def unit_target(job: JobConfig, plan: Plan, assume_input_bytes: int | None = None) -> int:
+    """The unit size a run would use: the plan's, or under ``plan.target_unit_bytes:
+    auto`` the one the planner would pick for an input of ``assume_input_bytes``."""
+    if assume_input_bytes is not None and job.plan.target_unit_bytes == "auto":
+        return auto_unit_bytes(assume_input_bytes)
+    return int(plan.options["target_unit_bytes"])
 
 
 def file_shapes(plan: Plan) -> tuple[FileShape, ...]:

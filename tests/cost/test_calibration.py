@@ -14,8 +14,8 @@ import yaml
 from pipelines.config import parse_job
 from pipelines.cost import calibration
 from pipelines.cost.sampling import sample_units
-from pipelines.cost.workload import from_plan
-from pipelines.run import plan_job, run_job, storage_of, unit_options
+from pipelines.cost.workload import from_plan, unit_target
+from pipelines.run import plan_job, run_job, storage_of
 from pipelines.testing.corpus import documents, write_jsonl
 from tests.conftest import make_job
 from tests.cost.conftest import COMPUTE, cost_json, run_cli
@@ -24,8 +24,8 @@ from tests.cost.conftest import COMPUTE, cost_json, run_cli
 def _rates(job_dict: dict, sample_bytes: int):
     job = parse_job(job_dict)
     plan = plan_job(job)
-    rates = calibration.calibrate(plan, unit_options(job, plan, storage_of(job)),
-                                  sample_bytes=sample_bytes)
+    options, _ = calibration.run_options(job, plan, storage_of(job))
+    rates = calibration.calibrate(plan, options, sample_bytes=sample_bytes)
     return job, plan, rates
 
 
@@ -39,7 +39,7 @@ def reference(corpus):
 def test_a_sample_of_everything_counts_the_real_tokens(corpus, reference):
     job, plan, rates = _rates(corpus.job_dict(), sample_bytes=10**9)
     assert rates.source == "sample" and rates.measured_units == len(plan.units)
-    workload = from_plan(plan, rates, job.plan.target_unit_bytes)
+    workload = from_plan(plan, rates, unit_target(job, plan))
     assert round(workload.tokens) == reference.tokens
     assert rates.peak_rss_bytes > 0 and rates.measured_cpu_seconds > 0
     assert not corpus.out.exists()  # the job's output prefix was never written
@@ -48,7 +48,7 @@ def test_a_sample_of_everything_counts_the_real_tokens(corpus, reference):
 def test_a_partial_sample_estimates_the_tokens_closely(corpus, reference):
     job, plan, rates = _rates(corpus.job_dict(), sample_bytes=corpus.input_bytes // 4)
     assert rates.measured_bytes < corpus.input_bytes / 2
-    workload = from_plan(plan, rates, job.plan.target_unit_bytes)
+    workload = from_plan(plan, rates, unit_target(job, plan))
     assert workload.tokens == pytest.approx(reference.tokens, rel=0.15)
 
 
@@ -79,7 +79,7 @@ def test_compressed_text_and_parquet_inputs_are_sampled_in_place(mixed):
     job_dict, truth = mixed
     job, plan, rates = _rates(job_dict, sample_bytes=600_000)
     assert rates.measured_units >= 3
-    workload = from_plan(plan, rates, job.plan.target_unit_bytes)
+    workload = from_plan(plan, rates, unit_target(job, plan))
     assert workload.tokens == pytest.approx(truth.tokens, rel=0.2)
 
 
@@ -114,45 +114,53 @@ def ran(corpus, ran_once, tmp_path):
     return path, record
 
 
-def test_from_run_takes_an_earlier_run_and_says_what_it_could_not_check(ran):
+def test_a_run_record_is_reused_automatically(ran):
     job_file, record = ran
-    data = cost_json(job_file, "--profile", COMPUTE, "--from-run", record.stem)
+    saved = json.loads(record.read_text())
+    assert saved["tokenizer_sha256"] and saved["backend"] and saved["unit_seconds"] > 0
+    data = cost_json(job_file, "--profile", COMPUTE)
     calib = data["calibration"]
     assert calib["source"] == "run record" and calib["run_id"] == record.stem
-    notes = " ".join(calib["notes"])
-    assert "tokenizer" in notes and "seconds x" in notes
-    saved = json.loads(record.read_text())
-    assert calib["tokens_per_cpu_second"] > 0
+    assert "unit_seconds" in calib["description"] and calib["notes"] == []
+    assert calib["backend"] == saved["backend"]
     assert data["tokens"] == pytest.approx(saved["tokens"], rel=0.01)
-
-
-def _record_as_main_writes_it(record, **fields) -> None:
-    data = json.loads(record.read_text())
-    data.update(fields)
-    record.write_text(json.dumps(data))
-
-
-def test_a_matching_record_is_reused_automatically(ran):
-    job_file, record = ran
-    job = parse_job(yaml.safe_load(job_file.read_text()))
-    plan = plan_job(job)
-    saved = json.loads(record.read_text())
-    _record_as_main_writes_it(record, tokenizer_sha256=plan.tokenizer["sha256"],
-                              backend=calibration.backend_of(
-                                  unit_options(job, plan, storage_of(job))),
-                              unit_seconds=saved["seconds"])
-    data = cost_json(job_file, "--profile", COMPUTE)
-    assert data["calibration"]["source"] == "run record"
-    assert "unit_seconds" in data["calibration"]["description"]
-    assert data["calibration"]["notes"] == []
     forced = cost_json(job_file, "--profile", COMPUTE, "--calibrate")
     assert forced["calibration"]["source"] == "sample"
 
 
+def _record_edited(record, drop=(), **fields) -> None:
+    data = json.loads(record.read_text())
+    data.update(fields)
+    for key in drop:
+        data.pop(key, None)
+    record.write_text(json.dumps(data))
+
+
+def test_an_older_record_is_used_only_when_asked_and_says_what_it_lacks(ran):
+    job_file, record = ran
+    _record_edited(record, drop=("tokenizer_sha256", "backend", "unit_seconds"), workers=2)
+    assert cost_json(job_file, "--profile", COMPUTE)["calibration"]["source"] == "sample"
+    data = cost_json(job_file, "--profile", COMPUTE, "--from-run", record.stem)
+    calib = data["calibration"]
+    assert calib["source"] == "run record" and calib["run_id"] == record.stem
+    notes = " ".join(calib["notes"])
+    assert "tokenizer" in notes and "backend" in notes and "seconds x" in notes
+    assert calib["tokens_per_cpu_second"] > 0
+
+
+def test_a_record_of_another_backend_is_not_reused(ran):
+    job_file, record = ran
+    saved = json.loads(record.read_text())
+    other = "hf" if saved["backend"] != "hf" else "fastokens"
+    _record_edited(record, backend=other)
+    assert cost_json(job_file, "--profile", COMPUTE)["calibration"]["source"] == "sample"
+    code, out, err = run_cli("cost", job_file, "--profile", COMPUTE, "--from-run", record.stem)
+    assert code == 2 and "backend" in err
+
+
 def test_a_record_of_another_tokenizer_is_not_reused(ran):
     job_file, record = ran
-    _record_as_main_writes_it(record, tokenizer_sha256="0" * 64, backend=None,
-                              unit_seconds=1.0)
+    _record_edited(record, tokenizer_sha256="0" * 64)
     assert cost_json(job_file, "--profile", COMPUTE)["calibration"]["source"] == "sample"
     code, out, err = run_cli("cost", job_file, "--profile", COMPUTE, "--from-run", record.stem)
     assert code == 2 and "another tokenizer" in err

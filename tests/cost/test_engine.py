@@ -34,8 +34,8 @@ from pipelines.cost.simulation import (
     run_seed,
     simulate,
 )
-from pipelines.cost.workload import from_plan
-from pipelines.run import plan_job, run_job, storage_of, unit_options
+from pipelines.cost.workload import from_plan, unit_target
+from pipelines.run import plan_job, run_job, storage_of
 from pipelines.testing.corpus import write_jsonl
 from pipelines.testing.faults import ExecutionLog, read_execution_log, unit_of_key, wait_until
 from tests.conftest import make_job
@@ -53,7 +53,9 @@ def _corpus(root, tokenizer_bytes, files: int) -> dict:
     (root / "tok.json").write_bytes(tokenizer_bytes)
     return make_job(str(root / "raw"), str(root / "tok.json"), str(root / "out"),
                     **{"name": "engine-cost", "engine.kind": "dask", "engine.workers": WORKERS,
-                       "engine.max_attempts": 8, "plan.target_unit_bytes": 300_000})
+                       "engine.max_attempts": 8, "plan.target_unit_bytes": 300_000,
+                       # the reference backend: units long enough for a kill to land inside
+                       "tokenizer.backend": "hf"})
 
 
 class BusyKiller:
@@ -68,32 +70,46 @@ class BusyKiller:
         #: (wall time, worker pid) of each kill
         self.kills: list[tuple[float, int]] = []
         self.finished = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._guarded, daemon=True)
 
     def _done(self) -> int:
         return len(list(self.markers.glob("0*.json"))) if self.markers.is_dir() else 0
 
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except Exception as err:  # once the run is over the cluster may be closing
+            if not self.finished.is_set():
+                self.error = err
+
     def _run(self) -> None:
         with Client(self.cluster) as client:
-            def busy() -> list[str]:
-                return sorted(w for w, keys in client.processing().items()
-                              if any(unit_of_key(k) is not None for k in keys))
+            def target() -> tuple[str, object] | None:
+                """A worker with a unit in flight, and its nanny."""
+                nannies = {n.worker_address: n for n in list(self.cluster.workers.values())}
+                for address, keys in sorted(client.processing().items()):
+                    nanny = nannies.get(address)
+                    if nanny is not None and nanny.pid and any(
+                            unit_of_key(k) is not None for k in keys):
+                        return address, nanny
+                return None
 
             for threshold in self.thresholds:
                 if not wait_until(lambda: self._done() >= threshold or self.finished.is_set(),
                                   timeout_s=120) or self.finished.is_set():
                     return
-                if not wait_until(lambda: bool(busy()), timeout_s=30):
+                found: list = []
+                if not wait_until(lambda: bool(found.append(target()) or found[-1]),
+                                  timeout_s=30):
                     return
-                address = busy()[0]
-                nanny = next(n for n in self.cluster.workers.values()
-                             if n.worker_address == address)
+                address, nanny = found[-1]
                 pid = nanny.pid
                 os.kill(pid, signal.SIGKILL)
                 self.kills.append((time.time(), pid))
                 self.killed.append(address)
                 # the next kill finds a worker busy without this one
-                wait_until(lambda: address not in busy(), timeout_s=30)
+                wait_until(lambda: address not in client.processing(), timeout_s=30)
 
     def __enter__(self) -> "BusyKiller":
         self.thread.start()
@@ -102,6 +118,8 @@ class BusyKiller:
     def __exit__(self, *exc) -> None:
         self.finished.set()
         self.thread.join(timeout=60)
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 def _scenario(unit_seconds: tuple[float, ...], rate_per_hour: float) -> Scenario:
@@ -146,9 +164,9 @@ def test_units_redone_match_the_simulated_rework(tmp_path, tokenizer_bytes, file
     job_dict = _corpus(tmp_path, tokenizer_bytes, files)
     job = parse_job(job_dict)
     plan = plan_job(job)
-    rates = calibration.calibrate(plan, unit_options(job, plan, storage_of(job)),
-                                  sample_bytes=10**9)
-    units = from_plan(plan, rates, job.plan.target_unit_bytes).unit_seconds()
+    options, _ = calibration.run_options(job, plan, storage_of(job))
+    rates = calibration.calibrate(plan, options, sample_bytes=10**9)
+    units = from_plan(plan, rates, unit_target(job, plan)).unit_seconds()
     losses = _simulated_losses(units, kills)
     thresholds = [loss.done for loss in losses]
     sim_redone = sum(len(loss.units) for loss in losses)
