@@ -9,8 +9,14 @@ Two sources, and the report says which was used:
   ``pipelines.run.unit_options``; so fastokens' per-unit identity check is counted too),
   writing to a temporary local folder that is deleted afterwards. CPU time is the
   process's (every thread, so a tokenizer that runs its own threads is counted), minus
-  the memory sampler's own thread; loading the tokenizer is timed apart, as a
-  once-per-worker cost. Bad records are skipped, not fatal, and counted.
+  the memory sampler's own thread, taken unit by unit. Each sample point has a large and
+  a small unit cut at the same place (``sampling``): the two separate what a unit costs
+  whatever its size (opening, its identity check's first document, writing its marker;
+  the median over points) from what each byte costs, so that sample units of a few MiB
+  do not inflate the rate of real units of hundreds. Points stand for equal shares of
+  the input, so rates are their means, not ratios of sums.
+  Loading the tokenizer is timed apart, as a once-per-worker cost. Bad records are
+  skipped, not fatal, and counted.
 * **An earlier run record** (:func:`from_record`): ``_runs/<run-id>.json`` under the
   output prefix. Its worker time is ``unit_seconds`` (the sum of per-unit wall seconds
   in workers) when the record has it, else the run's seconds times its workers (an
@@ -25,6 +31,7 @@ import dataclasses
 import json
 import logging
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -33,7 +40,7 @@ from pathlib import Path
 
 from pipelines import storage
 from pipelines.config import JobConfig
-from pipelines.cost.sampling import SampleUnit, sample_units
+from pipelines.cost.sampling import SamplePoint, sample_points
 from pipelines.errors import ConfigError, StorageNotFoundError
 from pipelines.records import Plan, UnitOptions
 
@@ -54,7 +61,7 @@ class Rates:
     #: "sample" or "run record"
     source: str
     description: str
-    #: CPU-seconds per byte of plan input, per-unit overhead excluded
+    #: CPU-seconds per byte of plan input, per-unit costs excluded
     cpu_seconds_per_byte: float
     tokens_per_byte: float
     #: per unit, added to its work (S3 round trips of the marker and shards)
@@ -75,6 +82,8 @@ class Rates:
     notes: tuple[str, ...] = ()
     #: why the run would use this backend (the driver's words)
     backend_reason: str | None = None
+    #: CPU-seconds a unit costs whatever its size, measured (added to every unit)
+    unit_fixed_seconds: float = 0.0
 
     @property
     def tokens_per_cpu_second(self) -> float:
@@ -103,6 +112,7 @@ class Rates:
             "bytes_per_token": round(self.bytes_per_token, 4),
             "cpu_seconds_per_gb": round(self.cpu_seconds_per_byte * 1e9, 3),
             "unit_overhead_seconds": self.unit_overhead_seconds,
+            "unit_fixed_seconds": round(self.unit_fixed_seconds, 4),
             "peak_rss_bytes": self.peak_rss_bytes,
             "tokenizer_load_seconds": None if self.tokenizer_load_seconds is None
             else round(self.tokenizer_load_seconds, 3),
@@ -159,46 +169,77 @@ def calibrate(plan: Plan, options: UnitOptions, *,
     with tempfile.TemporaryDirectory(prefix="tokenyard-cost-") as tmp:
         staging = Path(tmp) / "staging"
         staging.mkdir()
-        samples = sample_units(plan, sample_bytes, staging, options.storage,
+        points = sample_points(plan, sample_bytes, staging, options.storage,
                                options.text_field)
         opts = dataclasses.replace(options, output_uri=str(Path(tmp) / "out"), on_error="skip")
         worker_env.apply()  # one thread per tokenizer, as in a worker
         c0 = time.process_time()
         warm_up(opts)  # loaded once per worker, not per unit
         load = time.process_time() - c0
-        cpu = wall = 0.0
         tokens = rejected = 0
+        seconds: dict[int, float] = {}  # unit index -> CPU-seconds
+        unit_tokens: dict[int, int] = {}
         with _PeakRSS() as rss:
-            c0, w0 = time.process_time(), time.perf_counter()
-            for sample in samples:
+            w0 = time.perf_counter()
+            for sample in (u for p in points for u in p.units()):
+                c0 = time.process_time()
                 result = run_unit(opts, sample.unit)
+                seconds[sample.unit.index] = time.process_time() - c0
+                unit_tokens[sample.unit.index] = result.tokens
                 tokens += result.tokens
                 rejected += result.rejected
-            cpu = time.process_time() - c0
             wall = time.perf_counter() - w0
-        cpu = max(cpu - rss.own_cpu_seconds, 1e-9)
-    measured = sum(s.plan_bytes for s in samples)
+        raw = sum(seconds.values())
+        cpu = max(raw - rss.own_cpu_seconds, 1e-9)
+        seconds = {k: v * cpu / raw for k, v in seconds.items()} if raw > 0 else seconds
+    measured = sum(u.plan_bytes for p in points for u in p.units())
     if tokens == 0 or measured <= 0:
         raise ConfigError(
-            f"the calibration sample ({len(samples)} unit(s), {measured:.0f} input bytes) "
+            f"the calibration sample ({len(seconds)} unit(s), {measured:.0f} input bytes) "
             f"gave no tokens ({rejected} records rejected), so no rate can be measured.",
             hint="Check the job's input (tokenyard plan) and text_field; or give "
                  "--from-run with an earlier run of the same job.")
+    fixed = fixed_cost(points, seconds)
+    weights = [p.weight for p in points]
+    per_byte = _mean([max(seconds[p.unit.unit.index] - fixed, 0.0) / p.unit.plan_bytes
+                      for p in points], weights)
+    per_token = _mean([unit_tokens[p.unit.unit.index] / p.unit.plan_bytes for p in points],
+                      weights)
     return Rates(
         source="sample",
-        description=_describe(samples, plan, measured),
-        cpu_seconds_per_byte=cpu / measured, tokens_per_byte=tokens / measured,
+        description=_describe(points, plan, measured),
+        cpu_seconds_per_byte=max(per_byte, 1e-15), tokens_per_byte=per_token,
+        unit_fixed_seconds=fixed,
         unit_overhead_seconds=UNIT_OVERHEAD_SECONDS, peak_rss_bytes=rss.peak,
         tokenizer_sha256=plan.tokenizer["sha256"], backend=options.backend,
         measured_bytes=measured, measured_tokens=tokens, measured_cpu_seconds=cpu,
-        measured_wall_seconds=wall, measured_units=len(samples), rejected=rejected,
+        measured_wall_seconds=wall, measured_units=len(seconds), rejected=rejected,
         tokenizer_load_seconds=load)
 
 
-def _describe(samples: list[SampleUnit], plan: Plan, measured: float) -> str:
-    whole = plan.input_bytes <= measured + 1
+def _mean(values: list[float], weights: list[float]) -> float:
+    return sum(v * w for v, w in zip(values, weights)) / sum(weights)
+
+
+def fixed_cost(points: list[SamplePoint], seconds: dict[int, float]) -> float:
+    """What a unit costs whatever its size: for each point with a small unit, the small
+    unit's time less its bytes at the point's marginal rate; the median, never below 0."""
+    found = []
+    for p in points:
+        if p.small is None or p.unit.plan_bytes <= p.small.plan_bytes:
+            continue
+        big, small = seconds[p.unit.unit.index], seconds[p.small.unit.index]
+        rate = (big - small) / (p.unit.plan_bytes - p.small.plan_bytes)
+        if rate > 0:
+            found.append(max(0.0, small - rate * p.small.plan_bytes))
+    return float(statistics.median(found)) if found else 0.0
+
+
+def _describe(points: list[SamplePoint], plan: Plan, measured: float) -> str:
+    whole = all(p.small is None for p in points) and plan.input_bytes <= measured + 1
     what = ("every unit of the job" if whole
-            else f"{len(samples)} sample units spread over the input")
+            else f"{len(points)} sample points spread over the input, each a unit and a "
+                 "small one")
     return (f"{what} ({measured / 2**20:.1f} MiB of {plan.input_bytes / 2**20:.1f} MiB) run "
             "through run_unit in this process")
 

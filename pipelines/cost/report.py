@@ -52,7 +52,8 @@ def assumptions(report: CostReport) -> dict[str, str]:
         "backend": f"{rates.backend}: {rates.backend_reason}" if rates.backend_reason
                    else str(rates.backend),
         "work": "a unit is CPU-bound on one vCPU per worker slot (tokenizing is most of a "
-                "unit's time); every unit adds "
+                "unit's time); every unit adds what a unit costs whatever its size "
+                f"({rates.unit_fixed_seconds:.3f} s, measured) and "
                 f"{rates.unit_overhead_seconds:g} s of S3 round trips (marker check, shard "
                 "and marker writes), not measured locally",
         "packing": f"Karpenter fills a NodeClaim while at least {MIN_INSTANCE_TYPES} instance "

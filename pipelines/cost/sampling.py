@@ -2,21 +2,25 @@
 
 ``SAMPLE_POINTS`` points are spread evenly over the plan's input bytes (point ``i`` at
 ``(i + 0.5) / SAMPLE_POINTS`` of the way through), so a sample of a large corpus is not
-just its first file. Each point becomes one :class:`SampleUnit` of about
-``sample_bytes / SAMPLE_POINTS`` that ``run_unit`` runs as it would run a real unit:
+just its first file. Each point stands for an equal share of the input bytes and
+becomes a :class:`SamplePoint`: a :class:`SampleUnit` of about ``sample_bytes /
+SAMPLE_POINTS`` that ``run_unit`` runs as it would run a real unit, and a small one of
+``SMALL_SHARE`` of it cut at the same place, so that what a unit costs whatever its size
+can be told from what each byte costs (``calibration``). A unit is:
 
 * uncompressed JSONL: a byte slice of the file itself (the reader owns every line that
   starts inside it, so a slice can be cut at any byte);
 * a compressed file or a plain-text file small enough: the whole file;
 * larger compressed files: their first lines, decompressed into a local staging file,
-  standing for the compressed bytes consumed to produce them (compressed files cannot be
-  sliced; the decompression's own CPU time, small beside tokenizing, is left out);
+  standing for the compressed bytes they take at the file's compression ratio (measured
+  over its first ``RATIO_WINDOW_BYTES``; compressed files cannot be sliced; the
+  decompression's own CPU time, small beside tokenizing, is left out);
 * larger plain-text files: their first bytes, cut at a character boundary;
 * Parquet: the first rows of the row group at the point, written to a local file.
 
 Each sample unit carries ``plan_bytes``: the bytes of the plan's input it stands for,
 measured the way the planner weighs units, so rates come out per plan byte. A job whose
-whole input is smaller than the sample runs its real units.
+whole input is smaller than the sample runs its real units (no small ones).
 """
 
 from __future__ import annotations
@@ -33,9 +37,14 @@ from pipelines.records import InputFile, Plan, Slice, WorkUnit
 log = logging.getLogger(__name__)
 
 SAMPLE_POINTS = 8
+#: the small unit of a point, as a share of its large one
+SMALL_SHARE = 0.125
 #: bytes read from a compressed stream per call while staging a prefix: bounds how far
 #: the count of compressed bytes consumed can overshoot
 STAGE_READ_BYTES = 16 * 1024
+#: compressed bytes decompressed to measure a file's compression ratio (decompressing is
+#: fast beside tokenizing); the ratio's error is about a read and a block over this
+RATIO_WINDOW_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,21 @@ class SampleUnit:
     plan_bytes: float
     #: where it comes from, for the report
     source: str
+
+
+@dataclass(frozen=True)
+class SamplePoint:
+    """One place in the input: a sample unit, a small one cut at the same place, and the
+    share of the input it stands for (``weight``: one equal share per point, two when a
+    small file has two points in it and is sampled once; a real unit's own bytes when
+    the sample is the whole job)."""
+
+    unit: SampleUnit
+    small: SampleUnit | None
+    weight: float = 1.0
+
+    def units(self) -> list[SampleUnit]:
+        return [self.unit] + ([self.small] if self.small is not None else [])
 
 
 def _slice_weights(unit: WorkUnit) -> list[float]:
@@ -70,28 +94,41 @@ def _locate(plan: Plan, position: float) -> tuple[WorkUnit, Slice, float, float]
     raise ValueError("empty plan")
 
 
-def sample_units(plan: Plan, sample_bytes: int, staging: Path, storage_opts: dict,
-                 text_field: str = "text") -> list[SampleUnit]:
+def sample_points(plan: Plan, sample_bytes: int, staging: Path, storage_opts: dict,
+                  text_field: str = "text") -> list[SamplePoint]:
     """Cut the sample; ``staging`` is a local folder for staged excerpts."""
     total = plan.input_bytes
     if total <= sample_bytes:
-        return [SampleUnit(u, float(u.input_bytes), f"unit {u.name}") for u in plan.units]
+        return [SamplePoint(SampleUnit(u, float(u.input_bytes), f"unit {u.name}"), None,
+                            float(u.input_bytes)) for u in plan.units]
     points = min(SAMPLE_POINTS, len(plan.units) * SAMPLE_POINTS)
     budget = max(1, sample_bytes // points)
-    out: list[SampleUnit] = []
-    seen: set[tuple[str, int]] = set()
+    out: list[SamplePoint] = []
+    index = 0
     for i in range(points):
         unit, s, offset, weight = _locate(plan, (i + 0.5) / points * total)
-        sample = _sample_of(s, offset, weight, budget, staging, storage_opts, index=len(out),
-                            text_field=text_field)
-        if sample is None:
+        big = _sample_of(s, offset, weight, budget, staging, storage_opts, index=index,
+                         text_field=text_field)
+        if big is None:
             continue
-        key = (sample.source, int(sample.plan_bytes))
-        if key in seen:  # a small file met by two points is sampled once
+        if out and (out[-1].unit.source, out[-1].unit.plan_bytes) == \
+                (big.source, big.plan_bytes):
+            out[-1] = SamplePoint(out[-1].unit, out[-1].small, out[-1].weight + 1)
             continue
-        seen.add(key)
-        out.append(sample)
+        small = _sample_of(s, offset, weight, max(1, int(budget * SMALL_SHARE)), staging,
+                           storage_opts, index=index + 1, text_field=text_field)
+        if small is not None and small.plan_bytes >= big.plan_bytes:
+            small = None  # a whole small file: nothing smaller to cut from it
+        out.append(SamplePoint(big, small))
+        index += 2
     return out
+
+
+def sample_units(plan: Plan, sample_bytes: int, staging: Path, storage_opts: dict,
+                 text_field: str = "text") -> list[SampleUnit]:
+    """Every sample unit of :func:`sample_points`, large and small."""
+    return [u for p in sample_points(plan, sample_bytes, staging, storage_opts, text_field)
+            for u in p.units()]
 
 
 def _unit(index: int, s: Slice) -> WorkUnit:
@@ -151,27 +188,44 @@ def _decompressor(raw, compression: str):
     return zstandard.ZstdDecompressor().stream_reader(raw, read_size=STAGE_READ_BYTES)
 
 
+def compression_ratio(f: InputFile, storage_opts: dict,
+                      window_bytes: int = RATIO_WINDOW_BYTES) -> float:
+    """Decompressed bytes per compressed byte over the file's first ``window_bytes``
+    (all of it when smaller: then exact)."""
+    fs, p = storage.get_fs(f.uri, storage_opts)
+    out = 0
+    with fs.open(p, "rb") as fh:
+        counter = _Counting(fh)
+        stream = _decompressor(counter, f.compression or "")
+        while counter.count < window_bytes:
+            chunk = stream.read(STAGE_READ_BYTES * 4)
+            if not chunk:
+                break
+            out += len(chunk)
+        consumed = counter.count
+    return out / consumed if consumed else 1.0
+
+
 def _stage_compressed(f: InputFile, budget: int, staging: Path, storage_opts: dict,
                       index: int) -> SampleUnit:
     """The first lines of a compressed file, decompressed, standing for the compressed
-    bytes they took."""
+    bytes they take at the file's measured compression ratio."""
     fmt = "jsonl" if f.format == "jsonl" else "text"
     path = staging / f"sample-{index:03d}.{'jsonl' if fmt == 'jsonl' else 'txt'}"
+    ratio = compression_ratio(f, storage_opts)
     fs, p = storage.get_fs(f.uri, storage_opts)
     written = 0
     with fs.open(p, "rb") as fh:
-        counter = _Counting(fh)
-        stream = io.BufferedReader(_decompressor(counter, f.compression or ""),
+        stream = io.BufferedReader(_decompressor(_Counting(fh), f.compression or ""),
                                    buffer_size=STAGE_READ_BYTES)
         with open(path, "wb") as out:
             for line in stream:
                 out.write(line)
                 written += len(line)
-                if written >= budget * 4:  # about ``budget`` compressed bytes at 4:1
+                if written >= budget * ratio:
                     break
-        consumed = counter.count
     staged = _staged(f, path, fmt)
-    plan_bytes = float(min(consumed, f.size))
+    plan_bytes = min(written / ratio, float(f.size))
     return SampleUnit(_unit(index, Slice(staged, 0, staged.size)), plan_bytes,
                       f"{f.key}[first {staged.size} bytes decompressed]")
 

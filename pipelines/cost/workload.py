@@ -63,14 +63,19 @@ class Workload:
     def tokens(self) -> float:
         return self.input_bytes * self.rates.tokens_per_byte
 
+    @property
+    def per_unit_seconds(self) -> float:
+        """What every unit costs whatever its size: measured fixed cost and S3 trips."""
+        return self.rates.unit_fixed_seconds + self.rates.unit_overhead_seconds
+
     def unit_seconds(self) -> tuple[float, ...]:
-        per_byte, overhead = self.rates.cpu_seconds_per_byte, self.rates.unit_overhead_seconds
-        return tuple(b * per_byte + overhead for b in self.unit_bytes)
+        per_byte, per_unit = self.rates.cpu_seconds_per_byte, self.per_unit_seconds
+        return tuple(b * per_byte + per_unit for b in self.unit_bytes)
 
     @property
     def cpu_seconds(self) -> float:
-        return (self.input_bytes * self.rates.cpu_seconds_per_byte
-                + self.units * self.rates.unit_overhead_seconds)
+        return self.input_bytes * self.rates.cpu_seconds_per_byte + \
+            self.units * self.per_unit_seconds
 
     def with_rates(self, rates: Rates) -> "Workload":
         return Workload(self.unit_bytes, self.files, self.target_unit_bytes, rates,
