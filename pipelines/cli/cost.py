@@ -43,8 +43,9 @@ def register(sub) -> None:
     calib = p.add_argument_group("calibration")
     calib.add_argument("--from-run", metavar="RUN",
                        help="use the rates of an earlier run: a run id under the output's "
-                            "_runs/, or a run record file (default: the newest record of "
-                            "the same tokenizer and backend, else a sample)")
+                            "_runs/, a run record file, or the --json output of an earlier "
+                            "tokenyard cost (default: the newest record of the same "
+                            "tokenizer and backend, else a sample)")
     calib.add_argument("--calibrate", action="store_true",
                        help="always calibrate on a sample, even when a run record exists")
     calib.add_argument("--sample-bytes", type=_size, default=None, metavar="SIZE",

@@ -23,6 +23,10 @@ Two sources, and the report says which was used:
   upper bound that includes start-up). A record is reused automatically only when it
   names the same tokenizer (``tokenizer_sha256``) and backend as this run would use and
   ran every unit itself; ``--from-run`` takes any record, saying what it could not check.
+* **An earlier cost report** (:func:`from_report`): the JSON that ``tokenyard cost
+  --json`` printed, given to ``--from-run``; its calibration is reused as it was, so that
+  what-ifs (another trace, size, worker count) compare like with like. It must name the
+  same tokenizer and backend.
 """
 
 from __future__ import annotations
@@ -109,10 +113,10 @@ class Rates:
             "backend_reason": self.backend_reason,
             "tokenizer_sha256": self.tokenizer_sha256,
             "tokens_per_cpu_second": round(self.tokens_per_cpu_second, 1),
-            "bytes_per_token": round(self.bytes_per_token, 4),
-            "cpu_seconds_per_gb": round(self.cpu_seconds_per_byte * 1e9, 3),
+            "bytes_per_token": round(self.bytes_per_token, 6),
+            "cpu_seconds_per_gb": round(self.cpu_seconds_per_byte * 1e9, 6),
             "unit_overhead_seconds": self.unit_overhead_seconds,
-            "unit_fixed_seconds": round(self.unit_fixed_seconds, 4),
+            "unit_fixed_seconds": round(self.unit_fixed_seconds, 6),
             "peak_rss_bytes": self.peak_rss_bytes,
             "tokenizer_load_seconds": None if self.tokenizer_load_seconds is None
             else round(self.tokenizer_load_seconds, 3),
@@ -307,6 +311,44 @@ def find_record(ref: str, output_uri: str, storage_opts: dict) -> tuple[str, dic
     if not isinstance(record, dict):
         raise ConfigError(f"--from-run {ref} is not a JSON object.")
     return str(record.get("run_id") or Path(ref).stem), record
+
+
+def is_cost_report(data: dict) -> bool:
+    return isinstance(data.get("calibration"), dict) and "cpu_seconds" in data
+
+
+def from_report(ref: str, report: dict, plan: Plan, options: UnitOptions) -> Rates:
+    """The calibration of an earlier ``tokenyard cost --json`` report."""
+    c = report["calibration"]
+    if c.get("tokenizer_sha256") != plan.tokenizer["sha256"]:
+        raise ConfigError(f"--from-run {ref} was calibrated with another tokenizer (sha256 "
+                          f"{str(c.get('tokenizer_sha256'))[:12]}, this job's is "
+                          f"{plan.tokenizer['sha256'][:12]}); its rates do not apply.",
+                          hint="Leave out --from-run to calibrate on a sample instead.")
+    if c.get("backend") != options.backend:
+        raise ConfigError(f"--from-run {ref} was calibrated with the {c.get('backend')!r} "
+                          f"tokenizer backend, this run would use {options.backend!r}; its "
+                          "rates do not apply.",
+                          hint="Leave out --from-run to calibrate on a sample instead.")
+    try:
+        m = c["measured"]
+        return Rates(
+            source="cost report",
+            description=f"the calibration of {ref} ({c['source']}: {c['description']})",
+            cpu_seconds_per_byte=float(c["cpu_seconds_per_gb"]) / 1e9,
+            tokens_per_byte=1 / float(c["bytes_per_token"]),
+            unit_overhead_seconds=float(c["unit_overhead_seconds"]),
+            unit_fixed_seconds=float(c.get("unit_fixed_seconds") or 0.0),
+            peak_rss_bytes=c.get("peak_rss_bytes"), tokenizer_sha256=c["tokenizer_sha256"],
+            backend=c["backend"], measured_bytes=float(m["input_bytes"]),
+            measured_tokens=int(m["tokens"]), measured_cpu_seconds=float(m["cpu_seconds"]),
+            measured_wall_seconds=float(m["wall_seconds"]), measured_units=int(m["units"]),
+            rejected=int(m["rejected"]), tokenizer_load_seconds=c.get("tokenizer_load_seconds"),
+            run_id=c.get("run_id"), notes=tuple(c.get("notes") or ()),
+            backend_reason=c.get("backend_reason"))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+        raise ConfigError(f"--from-run {ref}: the cost report's calibration is incomplete "
+                          f"({err}).") from None
 
 
 def from_record(run_id: str, record: dict, plan: Plan, options: UnitOptions, *,

@@ -80,6 +80,8 @@ def _rates(job: JobConfig, plan, options, storage_opts: dict, opts: CostOptions)
     backend = options.backend
     if opts.from_run not in (None, "auto"):
         run_id, record = calibration.find_record(opts.from_run, output, storage_opts)
+        if calibration.is_cost_report(record):
+            return calibration.from_report(opts.from_run, record, plan, options)
         return calibration.from_record(run_id, record, plan, options, explicit=True)
     if opts.from_run == "auto":
         found = calibration.auto_record(output, storage_opts, plan, backend)

@@ -166,6 +166,20 @@ def test_a_record_of_another_tokenizer_is_not_reused(ran):
     assert code == 2 and "another tokenizer" in err
 
 
+def test_an_earlier_cost_report_gives_its_calibration_again(corpus, tmp_path):
+    first = cost_json(corpus.job_file(), "--profile", COMPUTE, "--calibrate")
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(first))
+    again = cost_json(corpus.job_file(), "--profile", COMPUTE, "--from-run", report)
+    assert again["calibration"]["source"] == "cost report"
+    for key in ("tokens", "cpu_seconds", "wall_seconds", "usd"):
+        assert again[key] == pytest.approx(first[key], rel=1e-4), key
+    first["calibration"]["tokenizer_sha256"] = "0" * 64
+    report.write_text(json.dumps(first))
+    code, _, err = run_cli("cost", corpus.job_file(), "--profile", COMPUTE, "--from-run", report)
+    assert code == 2 and "another tokenizer" in err
+
+
 def test_an_unknown_run_is_one_clear_error(ran):
     job_file, record = ran
     code, out, err = run_cli("cost", job_file, "--profile", COMPUTE, "--from-run", "nope")
