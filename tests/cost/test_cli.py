@@ -88,6 +88,10 @@ def test_spark_profile_counts_task_slots(corpus):
     data = cost_json(corpus.job_file(), "--profile", SPARK, "--workers", "4", *FAST)
     assert data["capacity"]["engine"] == "spark" and data["capacity"]["slots_per_worker"] == 8
     assert "Spark driver" in data["assumptions"]["stable"]
+    code, out, err = run_cli("cost", _plain(corpus), "--profile", SPARK, "--workers", "4",
+                             "--assume-input-bytes", "50GB", "--simulate", "3", *FAST)
+    assert code == 0, err
+    assert "unit size" in out and "spark.task.maxFailures" in out
 
 
 def test_band_hours_reads_the_advisor_band_over_a_shorter_life(corpus):

@@ -84,6 +84,18 @@ def test_a_harsh_trace_is_slower_than_the_estimate_and_shows_rework(traces, corp
     assert hard.mean_rework_cpu_seconds > summary.mean_rework_cpu_seconds
 
 
+def test_more_markets_find_spot_more_often(traces, corpus):
+    wl = workload(3000, 128 * 2**20, rates(1e-6))
+    fleet = _fleet(corpus)
+    trace = load_trace(traces / HARSH)
+    one, _ = model.simulate_runs(wl, fleet, model.Settings(trace=trace), "spot-first", 16)
+    five, _ = model.simulate_runs(wl, fleet, model.Settings(trace=trace, markets=5),
+                                  "spot-first", 16)
+    # a launch fails only when every market is down: five rarely are at once
+    assert five.mean_spot_launch_failures < one.mean_spot_launch_failures
+    assert five.on_demand_share < one.on_demand_share
+
+
 def test_replaying_the_shipped_traces_bounds_the_slowdown(traces, corpus):
     # about 2.9 hours of work on 80 workers, replayed from 24 random starts per trace
     wl = workload(6000, 128 * 2**20, rates(1e-6))
