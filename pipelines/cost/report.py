@@ -17,10 +17,6 @@ from pipelines.cost.simulation import STRATEGIES, RunResult
 from pipelines.kube.pools import MIN_INSTANCE_TYPES
 from pipelines.kube.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES
 
-STRATEGY_NAMES = {"spot-first": "spot first, on-demand fallback",
-                  "on-demand": "on-demand only", "spot": "spot only"}
-
-
 def _per_billion(usd: float, tokens: float) -> float:
     return usd / tokens * 1e9 if tokens else 0.0
 
