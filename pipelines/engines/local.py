@@ -1,25 +1,34 @@
 """Engine ``local``: a pool of worker processes on this machine, one per core.
 
-Processes are spawned, not forked, so no tokenizer thread pool is ever forked. They are
-started when the engine is entered and, given ``preload`` options, load the job's
-tokenizer at once, so that their start overlaps the driver's own work (checking the
-tokenizer backend). A worker process that dies (killed, out of memory) breaks the pool;
-the engine starts a new pool and runs the units that were in flight again.
+Worker processes start from a fork server (``spawn`` where the platform has none): a
+fresh, single-threaded process that imports the worker code and, given ``preload``
+options, loads the job's tokenizer once (:mod:`pipelines.engines.preload`); each worker
+forks from it ready to encode. No tokenizer thread pool is ever forked, since the server
+never encodes. Workers take the driver's environment as it is when the pool starts.
+They are started when the engine is entered, so that their start overlaps the driver's
+own work (checking the tokenizer backend). A worker process that dies (killed, out of
+memory) breaks the pool; the engine starts a new pool and runs the units that were in
+flight again.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
+import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
+from pipelines import storage, worker_env
 from pipelines.engines.base import Attempts, RunOutcome
+from pipelines.engines.preload import PRELOAD_ENV
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, WorkUnit
-from pipelines import worker_env
 from pipelines.task import run_unit, warm_up
 
 if TYPE_CHECKING:
@@ -31,10 +40,48 @@ log = logging.getLogger(__name__)
 MAX_POOL_RESTARTS = 20
 
 
-def _init_worker(preload: UnitOptions | None) -> None:
+def _init_worker(environ: dict[str, str], preload: UnitOptions | None) -> None:
+    os.environ.clear()
+    os.environ.update(environ)
     worker_env.apply(override=True)
     if preload is not None:
         warm_up(preload)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _start_context(preload: UnitOptions | None):
+    """The fork server, started with the job's tokenizer if it is not running yet."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    if getattr(forkserver._forkserver, "_forkserver_pid", None) is not None:
+        return context  # running already (an earlier job of this process)
+    context.set_forkserver_preload(["pipelines.task", "pipelines.engines.preload"])
+    path = None
+    if preload is not None:
+        try:
+            data = storage.read_bytes(preload.tokenizer_path, preload.storage)
+            with tempfile.NamedTemporaryFile("wb", prefix="tokenyard-preload-",
+                                             delete=False) as f:
+                pickle.dump((preload, data), f)
+            path = f.name
+            # the server removes it once read; this covers a server that never reads it
+            atexit.register(_remove, path)
+        except Exception as err:  # the workers load the tokenizer themselves
+            log.debug("no tokenizer preload: %s", err)
+    if path is not None:
+        os.environ[PRELOAD_ENV] = path
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.environ.pop(PRELOAD_ENV, None)
+    return context
 
 
 class LocalEngine:
@@ -49,8 +96,9 @@ class LocalEngine:
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.preload,))
+        pool = ProcessPoolExecutor(self.workers, mp_context=_start_context(self.preload),
+                                   initializer=_init_worker,
+                                   initargs=(dict(os.environ), self.preload))
         for _ in range(self.workers):  # start every process now, not at the first unit
             pool.submit(os.getpid)
         return pool
