@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 #: units read, and characters taken from them, for the backend's qualification sample
 QUALIFY_SAMPLE_UNITS = 8
-QUALIFY_SAMPLE_BYTES = 256 * 2**10
+QUALIFY_SAMPLE_BYTES = 128 * 2**10
 
 
 def storage_of(job: JobConfig) -> dict:
@@ -100,8 +100,13 @@ def unit_options(job: JobConfig, plan: Plan, storage_opts: dict,
     )
 
 
-def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict) -> BackendChoice:
-    """The backend a run of this job uses and why; see :mod:`pipelines.identity`."""
+def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict,
+                       runner=None) -> BackendChoice:
+    """The backend a run of this job uses and why; see :mod:`pipelines.identity`.
+
+    ``runner(fn, *args)`` runs the identity check where the engine says (a local
+    worker has both backends loaded already); in this process by default.
+    """
     from pipelines.sample import sample_texts
 
     output_uri = job.output.uri.rstrip("/")
@@ -122,7 +127,8 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict) -> Backen
         requested, data.decode("utf-8"), plan.tokenizer["sha256"], name=job.tokenizer.path,
         split_special_tokens=job.tokenizer.split_special_tokens,
         sample=lambda: sample_texts(plan, options, QUALIFY_SAMPLE_BYTES,
-                                    max_units=QUALIFY_SAMPLE_UNITS))
+                                    max_units=QUALIFY_SAMPLE_UNITS),
+        **({"runner": runner} if runner is not None else {}))
 
 
 def _backend_switch(output_uri: str, storage_opts: dict) -> str | None:
@@ -247,7 +253,8 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
     try:
         if pending:
             with engine_cls(job.engine, progress, **kwargs) as engine:
-                choice = choose_job_backend(job, plan, storage_opts)
+                choice = choose_job_backend(job, plan, storage_opts,
+                                            getattr(engine, "call", None))
                 progress.note(f"tokenizer backend: {choice.backend} ({choice.reason})")
                 log.info("tokenizer backend %s: %s", choice.backend, choice.reason)
                 options = unit_options(job, plan, storage_opts, choice.backend)

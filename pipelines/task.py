@@ -172,6 +172,8 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
             tokens += int(ids.size)
             if ids.size:
                 max_id = max(max_id, int(ids.max()))
+        if check is not None:
+            check.finish()  # before the shard is kept
     if check is not None and storage.exists(backend_switch_uri(options.output_uri),
                                             options.storage):
         raise BackendSwitched(f"unit {unit.name}: the run switched to the hf backend while "

@@ -108,6 +108,10 @@ class LocalEngine:
         self.progress.note(f"local engine: {self.workers} worker processes")
         return self
 
+    def call(self, fn, *args):
+        """``fn(*args)`` in a worker process (which has the job's tokenizer loaded)."""
+        return self._pool.submit(fn, *args).result()
+
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
