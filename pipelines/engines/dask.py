@@ -138,6 +138,11 @@ class DaskEngine:
             self._config_ctx.__exit__(None, None, None)
             self._config_ctx = None
 
+    def call(self, fn, *args):
+        """``fn(*args)`` on a worker (the tokenizer backend's check: a worker loads the
+        backends for its units anyway, the driver need not)."""
+        return self.client.submit(fn, *args, pure=False).result()
+
     @property
     def dashboard_link(self) -> str | None:
         return self.client.dashboard_link if self.client else None
