@@ -45,6 +45,8 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import EngineConfig
 from pipelines.engines.base import Attempts, RunOutcome
+from pipelines.engines.limits import (SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS,
+                                      SPARK_TASK_MAX_FAILURES)
 from pipelines.errors import TokenyardError
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, UnitResult, WorkUnit
@@ -52,9 +54,13 @@ from pipelines.task import run_unit
 
 log = logging.getLogger(__name__)
 
-#: task failures (lost executors, crashed Python workers) Spark survives per unit;
-#: Spark's default is 4, too few for spot capacity
-MAX_TASK_FAILURES = 16
+#: task failures (lost executors, crashed Python workers) Spark survives per unit
+MAX_TASK_FAILURES = SPARK_TASK_MAX_FAILURES
+#: settings that set the failure limits of ``pipelines.engines.limits``
+FAILURE_CONF = {
+    "spark.task.maxFailures": str(SPARK_TASK_MAX_FAILURES),
+    "spark.stage.maxConsecutiveAttempts": str(SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS),
+}
 #: Spark jobs in flight per task slot: a finished job's slot is never left idle
 JOBS_PER_SLOT = 2
 #: upper bound on jobs in flight (driver threads), whatever the cluster size
@@ -157,10 +163,10 @@ class SparkEngine:
                 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             if not master.startswith("local["):
-                conf["spark.task.maxFailures"] = str(MAX_TASK_FAILURES)
+                conf.update(FAILURE_CONF)
             builder = builder.master(local_with_retries(master))
         else:
-            conf["spark.task.maxFailures"] = str(MAX_TASK_FAILURES)
+            conf.update(FAILURE_CONF)
         if master is None:
             # under spark-submit, what it was given (--conf, --properties-file) wins over
             # the engine's defaults
