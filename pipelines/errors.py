@@ -260,7 +260,15 @@ class ProfileFitError(ConfigError):
 
 class ClusterError(ConfigError):
     """The cluster the job or command line names cannot be reached or created: a Dask
-    scheduler that does not answer, no Kubernetes credentials, no Dask operator."""
+    scheduler that does not answer, no Kubernetes credentials, no Dask operator.
+
+    ``transient`` when trying again later may work (a scheduler or an API server that
+    does not answer now), so that a scheduler such as Airflow retries it.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, transient: bool = False):
+        super().__init__(message, hint=hint)
+        self.transient = transient
 
 
 class CatalogError(TokenyardError):

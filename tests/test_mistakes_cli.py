@@ -142,9 +142,12 @@ def test_options_for_another_engine_are_refused(job_file, capsys, argv, said):
 def test_job_file_settings_the_engine_ignores_are_warned_about(job_file, capsys):
     data = yaml.safe_load(job_file.read_text())
     data["engine"]["spark_master"] = "local[2]"
+    data["engine"]["memory_per_worker"] = "2GiB"
     job_file.write_text(yaml.safe_dump(data))
     assert main(["run", str(job_file)]) == 0
-    assert "does not use engine.spark_master" in " ".join(capsys.readouterr().err.split())
+    err = " ".join(capsys.readouterr().err.split())
+    assert "does not use engine.spark_master" in err
+    assert "engine.memory_per_worker (an embedded Dask LocalCluster only)" in err
 
 
 # -- what plan and run say ----------------------------------------------------------

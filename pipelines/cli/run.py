@@ -119,11 +119,23 @@ def check_engine_options(args: argparse.Namespace, job) -> None:
         raise ConfigError("; ".join(refused) + ".",
                           hint="Drop the option, or choose the engine it belongs to with "
                                "--engine.")
+    from pipelines.config import EngineConfig
+
+    defaults = EngineConfig()
+    embedded_dask = kind == "dask" and not kube and not job.engine.scheduler_address
     ignored = []
     if kind != "dask" and args.scheduler is None and job.engine.scheduler_address:
         ignored.append("engine.scheduler_address (engine dask only)")
+    if kube and job.engine.scheduler_address:
+        ignored.append("engine.scheduler_address (--cluster kubernetes makes the cluster)")
     if kind != "spark" and args.master is None and job.engine.spark_master:
         ignored.append("engine.spark_master (engine spark only)")
+    if args.workers is None and job.engine.workers and kind == "dask" and not embedded_dask:
+        ignored.append("engine.workers (an embedded cluster only; the scheduler or the "
+                       "Kubernetes profile decides)")
+    for key in ("memory_per_worker", "dashboard_address"):
+        if not embedded_dask and getattr(job.engine, key) != getattr(defaults, key):
+            ignored.append(f"engine.{key} (an embedded Dask LocalCluster only)")
     if ignored:
         log.warning("%s: engine %s does not use %s", args.job, kind, " or ".join(ignored))
 

@@ -204,7 +204,7 @@ class DaskEngine:
                 f"cannot be reached: {err}.",
                 hint="Check the address and that the scheduler is running and reachable "
                      "from here; or leave the address unset to run an embedded "
-                     "LocalCluster.") from err
+                     "LocalCluster.", transient=True) from err
 
     def __exit__(self, *exc) -> None:
         if self.client is not None:

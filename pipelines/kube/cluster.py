@@ -94,7 +94,8 @@ def make_kube_cluster(job: JobConfig, profile_path: str, *, keep_cluster: bool =
             f"the DaskCluster {namespace}/{name} could not be created: "
             f"{type(err).__name__}: {err}.",
             hint="Check that the Kubernetes API is reachable with this kubeconfig and that the "
-                 "Dask operator is installed (see 'Kubernetes' in the README).") from err
+                 "Dask operator is installed (see 'Kubernetes' in the README).",
+            transient=True) from err
     workers = profile.workers
     if workers.adaptive:
         cluster.adapt(minimum=workers.min, maximum=workers.max)
