@@ -126,6 +126,12 @@ def check_location(value: object, field: str, *, glob: bool = False,
     value = _basic(value, field)
     match = _SCHEME_LIKE.match(value)
     if match is None:  # a plain local path
+        first = value.split("//", 1)[0]
+        if "//" in value and first.lower() in SUPPORTED_SCHEMES:
+            raise _fail(field, value, f"looks like a {first.lower()} URI without its colon "
+                        "and is not taken as a local folder.",
+                        f"Did you mean {first.lower()}://{value.split('//', 1)[1]}? "
+                        + _LOCATION_HINT)
         _check_globs(field, value, value, glob)
         return value
     scheme, rest = match.group("scheme"), match.group("rest")
@@ -145,6 +151,9 @@ def check_location(value: object, field: str, *, glob: bool = False,
                     + _LOCATION_HINT)
         raise _fail(field, value, problem, hint)
     rest = rest[2:]
+    if scheme not in SUPPORTED_SCHEMES and scheme.lower() in SUPPORTED_SCHEMES:
+        raise _fail(field, value, f"writes the scheme as '{scheme}://'; schemes are "
+                    "lowercase.", f"Write {scheme.lower()}://{rest}.")
     if scheme not in SUPPORTED_SCHEMES:
         known = ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
         raise _fail(field, value, f"uses the scheme '{scheme}://', which tokenyard does not "

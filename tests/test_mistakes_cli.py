@@ -304,3 +304,12 @@ def test_a_read_only_output_folder_is_a_usage_error(tokenizer_bytes, capfd):
     finally:
         (root / "locked").chmod(0o755)
         shutil.rmtree(root)
+
+
+@pytest.mark.spark
+def test_spark_without_java_is_one_paragraph(job_file, tmp_path):
+    proc = cli("run", job_file, "--engine", "spark", env={"JAVA_HOME": str(tmp_path / "none")})
+    assert proc.returncode == 2, proc.stderr
+    assert "a Spark session on local[2] could not be started" in proc.stderr
+    assert "Java 17" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (job_file.parent / "out").exists()

@@ -145,3 +145,13 @@ def test_a_mismatch_over_a_committed_dataset_says_restart_would_delete_it(tmp_pa
     with pytest.raises(PlanMismatchError) as err:
         run_job(job(raw, tokenizer_file, out, **{"tokenizer.eos": None}))
     assert "committed dataset" in str(err.value) and "--restart would delete" in str(err.value)
+
+
+def test_a_nightly_root_inside_its_raw_prefix_is_refused_before_the_watermark(
+        tmp_path, raw, tokenizer_file):
+    from pipelines.nightly import resolve_night
+
+    base = job(raw, tokenizer_file, raw / "nightly")
+    with pytest.raises(ConfigError, match="lies under input.uri"):
+        resolve_night(base, "2026-11-21")
+    assert not (raw / "nightly").exists()

@@ -34,6 +34,8 @@ BAD = {
     "hdfs://namenode/x": "does not support",
     "http://host/x": "does not support",
     "C:/data/x": "looks like a URI",
+    "s3//bucket/x": "without its colon",
+    "S3://bucket/x": "schemes are lowercase",
     "data:v1/x": "looks like a URI",
     "": "is empty",
     " s3://bucket/x": "whitespace",

@@ -232,6 +232,15 @@ class DaskEngine:
             "input_bytes": result.input_bytes, "rejected": result.rejected})
 
     def run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
+        try:
+            return self._run(options, units)
+        except OSError as err:  # distributed's CommClosedError and timeouts among them
+            raise ClusterError(
+                f"the connection to the Dask scheduler was lost mid-run ({type(err).__name__}: "
+                f"{err}).", hint="Units that finished are kept; run the same job again to "
+                                 "resume once the scheduler is back.", transient=True) from err
+
+    def _run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
         outcome = RunOutcome()
         by_index = {u.index: u for u in units}
         futures = {}

@@ -47,7 +47,7 @@ from pipelines.config import EngineConfig
 from pipelines.engines.base import Attempts, RunOutcome
 from pipelines.engines.limits import (SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS,
                                       SPARK_TASK_MAX_FAILURES)
-from pipelines.errors import TokenyardError
+from pipelines.errors import ClusterError, TokenyardError
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, UnitResult, WorkUnit
 from pipelines.task import run_unit
@@ -178,6 +178,20 @@ class SparkEngine:
             builder = builder.config(key, value)
         return builder.getOrCreate()
 
+    def _start_session(self) -> SparkSession:
+        """A new session, or a ClusterError saying why Spark would not start."""
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        try:
+            return self._create_session()
+        except (PySparkException, Py4JError) as err:
+            master = self._requested_master() or "the spark-submit master"
+            raise ClusterError(
+                f"a Spark session on {master} could not be started: {_spark_reason(err)}.",
+                hint="Spark needs a Java 17 runtime: java on the PATH, or JAVA_HOME set to "
+                     "it; check the master URL (engine.spark_master or --master).") from err
+
     def __enter__(self) -> "SparkEngine":
         try:
             if self.spark is None:
@@ -185,7 +199,7 @@ class SparkEngine:
                 if self.spark is not None:
                     self._note_found_session()
             if self.spark is None:
-                self.spark = self._create_session()
+                self.spark = self._start_session()
                 self._own_session = True
             sc = self.spark.sparkContext
             self.progress.note(
