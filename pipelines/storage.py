@@ -20,6 +20,8 @@ Credentials are never passed here: s3fs finds them through the standard AWS chai
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import errno
 import io
 import hashlib
@@ -254,8 +256,9 @@ BACKEND_PACKAGES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3", "
 
 
 def is_backend_error(err: BaseException) -> bool:
-    """A storage failure: an ``OSError`` or an exception of a storage backend package."""
-    if isinstance(err, OSError):
+    """A storage failure: an ``OSError``, a timeout, or an exception of a storage backend
+    package."""
+    if isinstance(err, (OSError, asyncio.TimeoutError, concurrent.futures.TimeoutError)):
         return True
     return any(cls.__module__.split(".", 1)[0] in BACKEND_PACKAGES
                for cls in type(err).__mro__[:-1])
