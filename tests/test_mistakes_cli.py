@@ -105,6 +105,12 @@ def test_a_bug_says_it_is_one_and_shows_its_traceback_only_with_debug(capsys, mo
     assert "Traceback" in capsys.readouterr().err
 
 
+def test_a_bad_log_level_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setenv("TOKENYARD_LOGGING_LEVEL", "LOUD")
+    assert main(["status", "out"]) == 2
+    assert "TOKENYARD_LOGGING_LEVEL 'LOUD' is not a log level" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [
     ["run", "JOB", "--workers", "0"], ["run", "JOB", "--workers", "two"],
     ["plan", "JOB", "--units", "-1"],

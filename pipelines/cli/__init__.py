@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     level = os.environ.get("TOKENYARD_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
+    if logging.getLevelName(level.upper()) not in range(0, 51) or not level.strip():
+        return fail(f"TOKENYARD_LOGGING_LEVEL {level!r} is not a log level; use DEBUG, INFO, "
+                    "WARNING or ERROR.", 2)
+    level = level.upper()
     root = logging.getLogger()
     if not any(isinstance(h, StderrHandler) for h in root.handlers):
         handler = StderrHandler()

@@ -116,9 +116,16 @@ def _check(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     profile = load_profile(args.profile)
     if isinstance(profile, DaskProfile):
-        pods = dask.plan(job, profile, source=args.profile).pods(with_runner=True)
+        plan = dask.plan(job, profile, source=args.profile)
+        pods = plan.pods(with_runner=True)
+        sizes = {"scheduler": plan.scheduler, "worker": plan.worker, "job runner": plan.runner}
     else:
-        pods = spark.plan(job, profile, source=args.profile).pods()
+        plan = spark.plan(job, profile, source=args.profile)
+        pods = plan.pods()
+        sizes = {"driver": plan.driver, "executor": plan.executor}
+    for role, size in sizes.items():
+        if size.shrunk:  # said, never silent
+            print(f"note: {role}: {size.describe()}")
     pools = feasibility.load_pools(args.nodepools)
     prices = feasibility.load_prices(args.prices) if args.prices else {}
     verdicts = feasibility.check(pods, pools)

@@ -119,6 +119,19 @@ def test_a_scheduler_no_stable_node_holds_is_refused_not_shrunk():
     assert err.value.changes and all("scheduler.memory" in c for c in err.value.changes)
 
 
+def test_check_scheduling_says_when_a_worker_is_sized_down(capsys):
+    from pipelines.cli import main
+
+    from .conftest import JOB_FILE
+
+    assert main(["check-scheduling", str(JOB_FILE), "--profile",
+                 str(REPO / "cluster_specs/dask/general-1cpu.yaml"),
+                 "--nodepools", str(REPO / "nodepools")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: worker: " in out and "memory sized down from 4.0 GiB" in out
+    assert "note: scheduler" not in out
+
+
 JOB_TEXT = ("name: nightly\ninput: {uri: s3://raw-bucket/x/}\ntokenizer: {path: "
             "s3://models/t.json}\noutput: {uri: s3://out-bucket/x/}\n")
 
