@@ -129,14 +129,15 @@ def test_dask_killed_worker_is_a_transient_workers_lost_error():
 
 
 def _kill_pool_workers(stop: threading.Event) -> None:
-    me = psutil.Process()
+    """SIGKILL every process-pool worker this test starts (spawned children only)."""
+    me, since = psutil.Process(), time.time() - 1
     while not stop.is_set():
         for child in me.children(recursive=True):
-            if "resource_tracker" in " ".join(child.cmdline()):
-                continue
             try:
-                os.kill(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                spawned = "spawn_main" in " ".join(child.cmdline())
+                if spawned and child.create_time() >= since:
+                    os.kill(child.pid, signal.SIGKILL)
+            except (psutil.NoSuchProcess, ProcessLookupError):
                 pass
         time.sleep(0.05)
 
