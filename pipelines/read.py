@@ -231,7 +231,7 @@ class UnitReader:
         except TokenyardError:
             raise
         except Exception as err:
-            _raise_storage(err, s.file.uri, opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage)
 
     def _doc_id(self, record: dict, line: bytes, key: str, offset: int) -> str:
         id_field = self.options.id_field
@@ -352,7 +352,7 @@ class UnitReader:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             yield Reject(key, f"not a readable Parquet file ({err})", row=s.first_row)
         except Exception as err:
-            _raise_storage(err, s.file.uri, opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage)
 
     # -- plain text -----------------------------------------------------------------
 
@@ -391,7 +391,7 @@ class UnitReader:
         except TokenyardError:
             raise
         except Exception as err:
-            _raise_storage(err, s.file.uri, opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage)
         if streamed:
             yield StreamedText(s.file.uri, opts.storage, s.file.compression, key)
         else:
@@ -458,10 +458,3 @@ def _text_problem(text, name: str) -> str | None:
                     f"character {err.start}), which is not valid Unicode")
     return None
 
-
-def _raise_storage(err: Exception, uri: str, storage_opts: dict):
-    """Re-raise a storage failure as the error tree's; anything else (a bug) unchanged."""
-    translated = storage.translate_error(err, uri, "read", storage_opts)
-    if translated is err:
-        raise err
-    raise translated from err

@@ -52,10 +52,17 @@ class BackendSwitched(TokenyardError):
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer_bytes(path: str, sha256: str, storage_key: str) -> bytes:
+    """The tokenizer file's bytes, checked against the plan.
+
+    Only its absence or a change is a :class:`TokenizerError`; storage errors keep their
+    class (a transient one is retried like any other) and bugs propagate as they are.
+    """
     try:
         data = storage.read_bytes(path, json.loads(storage_key))
-    except Exception as err:
-        raise TokenizerError(f"the tokenizer file {path} cannot be read: {err}") from None
+    except storage.StorageNotFoundError:
+        raise TokenizerError(
+            f"the tokenizer file {path} is gone: it was read when the job was planned and no "
+            "longer exists.", hint="Restore it, or start over with --restart.") from None
     found = hashlib.sha256(data).hexdigest()
     if found != sha256:
         raise TokenizerError(

@@ -176,7 +176,8 @@ def _check_parquet(output_uri: str, shard: dict, files: dict[str, dict], opts: d
         ids = table.column("input_ids").combine_chunks()
         num = table.column("num_tokens").to_numpy()
         lengths = pc.list_value_length(ids).to_numpy(zero_copy_only=False)
-    except Exception as err:  # any Arrow error means a trainer could not read it
+    except (pa.ArrowException, KeyError, ValueError, OSError) as err:
+        # a file Arrow cannot read, or without the columns: a trainer could not read it
         problems.append(f"{name}: not a readable token shard ({err})")
         return 0, 0
     if not np.array_equal(num, lengths):

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 
 from pipelines import storage, worker_env
 from pipelines.engines.base import Attempts, RunOutcome
+from pipelines.engines.limits import LOCAL_POOL_RESTARTS
 from pipelines.engines.preload import PRELOAD_ENV
+from pipelines.errors import WorkersLostError
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, WorkUnit
 from pipelines.task import run_unit, warm_up
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: times the pool may break (a worker killed) before the run gives up
-MAX_POOL_RESTARTS = 20
+MAX_POOL_RESTARTS = LOCAL_POOL_RESTARTS
 
 
 def _init_worker(environ: dict[str, str], preload: UnitOptions | None) -> None:
@@ -129,14 +131,13 @@ class LocalEngine:
                 self.attempts.started(unit.index)
                 running[self._pool.submit(run_unit, options, unit)] = unit
             done, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = False
+            broken: list[WorkUnit] = []
             for fut in done:
                 unit = running.pop(fut)
                 try:
                     result = fut.result()
                 except BrokenProcessPool:
-                    broken = True
-                    queue.insert(0, unit)
+                    broken.append(unit)
                     continue
                 except Exception as err:
                     if self.attempts.should_retry(unit.index, err):
@@ -153,11 +154,16 @@ class LocalEngine:
             if broken:
                 restarts += 1
                 log.warning("a worker process died; restarting the pool (%d)", restarts)
-                for fut, unit in running.items():
-                    queue.insert(0, unit)
+                in_flight = broken + list(running.values())
                 running.clear()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 if restarts > MAX_POOL_RESTARTS:
-                    raise RuntimeError(f"worker processes died {restarts} times; giving up")
+                    # the units in flight fail the run, transient like a lost Dask worker:
+                    # finished units are kept and a rerun resumes
+                    for unit in in_flight:
+                        outcome.failures[unit.index] = WorkersLostError(
+                            unit.name, f"worker processes died {restarts} times in this run")
+                    return outcome
+                queue[:0] = in_flight
                 self._pool = self._new_pool()
         return outcome
