@@ -24,6 +24,7 @@ COMMANDS = (
     "plan",
     "status",
     "verify",
+    "sample",
     "train_tokenizer",
     "kube",
 )

@@ -238,7 +238,9 @@ def open_sources(uri: str | Sequence[str] | Mapping[str, float], *,
         raise ConfigError(f"the dataset must be a URI, a list of URIs or a mapping of URIs to "
                           f"weights, not {type(uri).__name__}.")
     if isinstance(versions, Mapping):
-        prefix, _, _ = _kind(uri, storage_opts)
+        kind, prefix, _ = _kind(uri, storage_opts)
+        if kind != "catalog":
+            raise ConfigError(f"versions= applies to a catalog; {prefix} is a single dataset.")
         names = list(versions)
         found = _catalog_versions(prefix, names, storage_opts)
         sources = [Source(v.uri, (v,)) for v in found]

@@ -95,3 +95,42 @@ def check_tokenizer(found: TokenizerInfo, expected: TokenizerSpec | None, datase
         have = getattr(found, field)
         if want is not None and want != have:
             raise TokenizerMismatchError(dataset, field, want, have)
+
+
+def find_tokenizer(info: TokenizerInfo, dataset_uris: list[str], override: str | None,
+                   storage_opts: dict | None) -> tuple[str, bytes]:
+    """The tokenizer file a dataset was made with, as (where, bytes), checked by sha256.
+
+    The manifest names the file only by its name and sha256 (paths are not part of a
+    dataset's identity). It is looked for at ``override`` when given, else next to the
+    datasets and in their parent (a nightly catalog's root).
+    """
+    if override is not None:
+        candidates = [override]
+    else:
+        candidates = []
+        for uri in dataset_uris:
+            parent = uri.rstrip("/").rsplit("/", 1)[0] if "/" in uri.rstrip("/") else "."
+            for where in (storage.join(uri, info.name), storage.join(parent, info.name)):
+                if where not in candidates:
+                    candidates.append(where)
+    for where in candidates:
+        try:
+            data = storage.read_bytes(where, storage_opts)
+        except StorageNotFoundError:
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if info.sha256 and digest != info.sha256:
+            if override is None:
+                continue
+            raise TokenizerError(
+                f"{where} has sha256 {digest[:12]}…, but the dataset was tokenized with "
+                f"{info.name} of sha256 {info.sha256[:12]}…; decoding with another tokenizer "
+                "would print text the model never sees.",
+                hint="Pass the tokenizer file the job used (its tokenizer.path).")
+        return where, data
+    looked = ", ".join(candidates)
+    raise TokenizerError(
+        f"the dataset was tokenized with {info.name} (sha256 {info.sha256[:12]}…), which is "
+        f"not at {looked}.",
+        hint="Pass --tokenizer PATH: the tokenizer.path of the job that made the dataset.")
