@@ -78,8 +78,9 @@ class OpenShard:
             self.tokens, self._lengths = _read_parquet(store.path(shard, shard.data_file), dtype)
         else:
             path = store.path(shard, shard.data_file)
-            self.tokens = (np.memmap(path, dtype=dtype, mode="r") if shard.data_file.size
-                           else np.zeros(0, dtype))
+            # a plain ndarray view of the map: slicing a np.memmap costs more per call
+            self.tokens = (np.memmap(path, dtype=dtype, mode="r").view(np.ndarray)
+                           if shard.data_file.size else np.zeros(0, dtype))
             self._lengths = None
         if len(self.tokens) != shard.tokens:
             raise DatasetError(shard.root, [

@@ -24,6 +24,7 @@ import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 from pipelines import catalog as catalog_mod
 from pipelines import storage
@@ -95,7 +96,7 @@ class Source:
     label: str
     versions: tuple[Version, ...]
 
-    @property
+    @cached_property
     def shards(self) -> tuple[Shard, ...]:
         return tuple(s for v in self.versions for s in v.shards)
 
