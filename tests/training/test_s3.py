@@ -173,3 +173,20 @@ def test_a_missing_or_corrupt_local_shard_is_named(dataset_a, tmp_path, damage):
     with pytest.raises(DatasetError, match=victim["path"]):
         SequenceDataset(str(copy), SEQ_LEN, verify="sizes")
     assert delivered(SequenceDataset(dataset_a.uri, SEQ_LEN)) == Counter(dataset_a.windows())
+
+
+def test_dataloader_workers_read_s3_through_the_node_cache(s3, dataset_a, tmp_path):
+    torch = pytest.importorskip("torch")
+    from pipelines.training.pytorch import SequenceDataset as TorchDataset
+    from pipelines.training.pytorch import SequenceLoader
+
+    uri = upload(s3, dataset_a, "data/a")
+    expected = list(SequenceDataset(dataset_a.uri, SEQ_LEN, seed=SEED))
+    ds = TorchDataset(uri, SEQ_LEN, seed=SEED, storage={"endpoint_url": s3.endpoint},
+                      cache=settings(tmp_path))
+    loader = SequenceLoader(ds, batch_size=16, num_workers=2, persistent_workers=True)
+    got = [row for batch in loader for row in batch.numpy()]
+    assert isinstance(loader, torch.utils.data.DataLoader)
+    assert same(got, expected)
+    cached = [p for p in (tmp_path / "cache").rglob("*.bin")]
+    assert len(cached) == len(data_files(dataset_a))
