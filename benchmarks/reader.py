@@ -12,8 +12,9 @@ In one run, on a dataset the pipeline makes from a generated corpus (``--mb`` of
   (e) for scale: fetching every shard with s3fs ``cat_file`` alone, no reader (what
       the server and loopback allow; (c) cannot beat it).
 
-Each is one whole epoch in this process, reported as samples/s and label tokens/s
-(``samples * seq_len``) and as a ratio of (a); medians of ``--repeat`` runs.
+Each reads whole epochs in this process (``--epochs``; one for S3 cold), reported as
+samples/s and label tokens/s (``samples * seq_len``) and as a ratio of (a); medians of
+``--repeat`` runs.
 
 Then time to the first batch (open the manifest, build the order, read ``--batch``
 samples) on a synthetic dataset of ``--shards`` small shards, against parsing its
@@ -31,6 +32,7 @@ import hashlib
 import json
 import logging
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +64,7 @@ def make_dataset(root: Path, mb: int) -> Path:
     return out
 
 
-def baseline(uri: str, seq_len: int, windows: np.ndarray) -> dict:
+def baseline(uri: str, seq_len: int, windows: np.ndarray, epochs: int) -> dict:
     """(a): the same windows out of memmaps opened once, no order or cache logic."""
     manifest = json.loads((Path(uri) / "manifest.json").read_text())
     dtype = np.dtype(manifest["dtype"])
@@ -75,7 +77,7 @@ def baseline(uri: str, seq_len: int, windows: np.ndarray) -> dict:
     offsets = np.concatenate([[0], np.cumsum(counts)])
     started = time.perf_counter()
     checksum = 0
-    for k in windows.tolist():
+    for k in windows.tolist() * epochs:
         start, stop = k * seq_len, k * seq_len + seq_len + 1
         out = np.empty(stop - start, np.int64)
         s = int(np.searchsorted(offsets, start, "right")) - 1
@@ -87,22 +89,24 @@ def baseline(uri: str, seq_len: int, windows: np.ndarray) -> dict:
                 pos = hi
             s += 1
         checksum += int(out[0])
-    return {"seconds": time.perf_counter() - started, "samples": len(windows),
+    return {"seconds": time.perf_counter() - started, "samples": len(windows) * epochs,
             "checksum": checksum}
 
 
-def read_epoch(ds: SequenceDataset) -> dict:
+def read_epochs(ds: SequenceDataset, epochs: int) -> dict:
+    """Whole epochs through the reader (each epoch in its own order; same windows)."""
     started = time.perf_counter()
     checksum = 0
     n = 0
-    for sample in ds:
-        checksum += int(sample[0])
-        n += 1
+    for _ in range(epochs):
+        for sample in ds:
+            checksum += int(sample[0])
+            n += 1
     return {"seconds": time.perf_counter() - started, "samples": n, "checksum": checksum}
 
 
 def get_only(probe: SequenceDataset, fs, samples: int) -> dict:
-    """(e): every shard's .bin fetched whole with s3fs, as samples/s of the same epoch."""
+    """(e): every shard's .bin fetched whole with s3fs, as samples/s of one epoch."""
     started = time.perf_counter()
     for shard in probe.sources[0].shards:
         fs.cat_file(f"bench/data/{shard.data_file.path}")
@@ -146,18 +150,30 @@ def make_many_shards(root: Path, shards: int, tokens_per_shard: int) -> Path:
     return root
 
 
+_FIRST_BATCH = """
+import json, sys, time
+from pathlib import Path
+from pipelines.training.dataset import SequenceDataset
+uri, seq_len, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+started = time.perf_counter()
+ds = SequenceDataset(uri, seq_len, seed=1)
+opened = time.perf_counter()
+it = iter(ds)
+for _ in range(batch):
+    next(it)
+done = time.perf_counter()
+json.loads((Path(uri) / "manifest.json").read_bytes())
+parse = time.perf_counter() - done
+print(json.dumps({"open_s": opened - started, "first_batch_s": done - started, "parse_s": parse}))
+"""
+
+
 def first_batch(uri: str, seq_len: int, batch: int) -> dict:
-    started = time.perf_counter()
-    ds = SequenceDataset(uri, seq_len, seed=1)
-    opened = time.perf_counter()
-    it = iter(ds)
-    for _ in range(batch):
-        next(it)
-    done = time.perf_counter()
-    parse_started = time.perf_counter()
-    json.loads((Path(uri) / "manifest.json").read_bytes())
-    parse = time.perf_counter() - parse_started
-    return {"open_s": opened - started, "first_batch_s": done - started, "parse_s": parse}
+    """Open and read the first batch in a fresh process (after its imports), as a
+    training process starting up would."""
+    out = subprocess.run([sys.executable, "-c", _FIRST_BATCH, uri, str(seq_len), str(batch)],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def main() -> None:
@@ -165,6 +181,8 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=24, help="MB of text in the dataset")
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="epochs per measurement (local and warm); S3 cold reads one")
     parser.add_argument("--shards", type=int, default=5000,
                         help="shards of the time-to-first-batch dataset")
     parser.add_argument("--batch", type=int, default=8)
@@ -196,17 +214,19 @@ def main() -> None:
             remote = "s3://bench/data"
             opts = {"endpoint_url": server.endpoint}
             for run in range(args.repeat):
-                rows["baseline"].append(baseline(local, args.seq_len, windows))
-                rows["local"].append(read_epoch(SequenceDataset(local, args.seq_len, seed=1)))
+                e = args.epochs
+                rows["baseline"].append(baseline(local, args.seq_len, windows, e))
+                rows["local"].append(read_epochs(SequenceDataset(local, args.seq_len, seed=1), e))
                 cache = CacheSettings(directory=str(root / f"cache-{run}"), max_bytes=2**34)
-                rows["s3 cold"].append(read_epoch(SequenceDataset(remote, args.seq_len, seed=1,
-                                                                  storage=opts, cache=cache)))
-                rows["s3 warm"].append(read_epoch(SequenceDataset(remote, args.seq_len, seed=1,
-                                                                  storage=opts, cache=cache)))
+                rows["s3 cold"].append(read_epochs(SequenceDataset(
+                    remote, args.seq_len, seed=1, storage=opts, cache=cache), 1))
+                rows["s3 warm"].append(read_epochs(SequenceDataset(
+                    remote, args.seq_len, seed=1, storage=opts, cache=cache), e))
                 rows["s3 GET only"].append(get_only(probe, server.filesystem(), n))
-        checksums = {name: {r["checksum"] for r in runs} for name, runs in rows.items()
-                     if name != "s3 GET only"}
-        assert len(set.union(*checksums.values())) == 1, checksums
+        # the same windows: the first token of every sample adds up alike in every epoch
+        per_epoch = {name: {r["checksum"] * n // r["samples"] for r in runs}
+                     for name, runs in rows.items() if name != "s3 GET only"}
+        assert len(set.union(*per_epoch.values())) == 1, per_epoch
         base = statistics.median(r["samples"] / r["seconds"] for r in rows["baseline"])
         print(f"\n{'':22} {'samples/s':>11} {'tokens/s':>11} {'vs memmap':>10}")
         for name, runs in rows.items():
@@ -219,7 +239,7 @@ def main() -> None:
             uri = str(make_many_shards(root / f"many-{count}", count, 4 * args.seq_len))
             runs = [first_batch(uri, args.seq_len, args.batch) for _ in range(args.repeat)]
             many.append((count, _median_run(runs)))
-        print(f"\ntime to the first batch of {args.batch} (in process, after imports):")
+        print(f"\ntime to the first batch of {args.batch} (a fresh process, after imports):")
         for count, r in many:
             print(f"  {count:6,} shards: open {r['open_s'] * 1e3:7.1f} ms, first batch "
                   f"{r['first_batch_s'] * 1e3:7.1f} ms = {r['first_batch_s'] / r['parse_s']:.1f}x "

@@ -8,14 +8,14 @@ position is a window of a source, by a pure function of the seed and the positio
 (:mod:`~pipelines.training.order`, :mod:`~pipelines.training.mixture`): within an
 epoch of a source, every window comes exactly once.
 
-Who gets what. An iteration starts at the consumed position ``S`` (a multiple of
-nothing in particular) and runs to the end of the epoch (``Order.epochs`` epochs, or
-without end for ``epochs=None``). Rank ``r`` of ``world_size`` gets the positions
-``S + r + j*world_size`` for ``j = 0, 1, ...``: position ``g`` belongs to rank
-``(g - S) % world_size``. A rank's ``j``-th sample goes to dataloader worker
-``(j // B) % num_workers``, ``B`` being the loader's batch size: worker ``w`` builds
-the rank's batches ``w, w + num_workers, ...``, which is the order in which
-PyTorch's ``DataLoader`` hands them to the loop. So every position is delivered once,
+Who gets what. An iteration starts at the consumed position ``S`` (any position: a
+resume need not fall on a batch or rank boundary) and runs to the end of the epoch
+(or of ``Order.epochs`` epochs; without end for ``epochs=None``). Rank ``r`` of
+``world_size`` gets the positions ``S + r + j*world_size`` for ``j = 0, 1, ...``:
+position ``g`` belongs to rank ``(g - S) % world_size``. A rank's ``j``-th sample goes
+to dataloader worker ``(j // B) % num_workers``, ``B`` being the loader's batch size:
+worker ``w`` builds the rank's batches ``w, w + num_workers, ...``, which is the
+order in which PyTorch's ``DataLoader`` hands them to the loop. So every position is delivered once,
 and what a rank's loop has consumed is always a prefix ``j < c`` of its share.
 
 The state. When every rank has consumed ``c`` samples (true after every step of

@@ -58,10 +58,11 @@ class Shard:
     @property
     def data_file(self) -> ShardFile:
         """The file holding the tokens: ``.bin`` (Megatron) or ``.parquet``."""
-        found = self._file(".bin" if self.format == "megatron" else ".parquet")
+        suffix = ".bin" if self.format == "megatron" else ".parquet"
+        found = self._file(suffix)
         if found is None:
             raise DatasetError(self.root, [f"unit {self.unit:06d}: the manifest lists no "
-                                           f"{'.bin' if self.format == 'megatron' else '.parquet'} file"])
+                                           f"{suffix} file"])
         return found
 
     @property

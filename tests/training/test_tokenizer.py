@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
-from pipelines.errors import ConfigError, TokenizerMismatchError
+from pipelines.errors import ConfigError, TokenizerError, TokenizerMismatchError
 from pipelines.training.dataset import SequenceDataset
 from pipelines.training.tokenizer import TokenizerSpec
 from tests.training.conftest import SEQ_LEN
@@ -43,9 +41,9 @@ def test_another_tokenizer_is_refused_naming_both_values(dataset_a, dataset_wide
 def test_a_spec_with_unknown_keys_is_refused(dataset_a, tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'vocab'"):
         SequenceDataset(dataset_a.uri, SEQ_LEN, tokenizer={"vocab": 512})
-    data = b'{"not": "a tokenizer"}'
     path = tmp_path / "bad.json"
-    path.write_bytes(data)
-    with pytest.raises(Exception, match="not a tokenizers JSON file"):
+    path.write_bytes(b'{"not": "a tokenizer"}')
+    with pytest.raises(TokenizerError, match="not a tokenizers JSON file"):
         TokenizerSpec.from_file(str(path))
-    assert hashlib.sha256(data).hexdigest()
+    with pytest.raises(TokenizerError, match="does not exist"):
+        TokenizerSpec.from_file(str(tmp_path / "absent.json"))
