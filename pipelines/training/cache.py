@@ -131,7 +131,14 @@ class ShardCache:
         self.max_bytes = int(max_bytes)
         self.retry = retry
         self.stats = CacheStats()
-        os.makedirs(os.path.join(self.directory, ".locks"), exist_ok=True)
+        try:
+            os.makedirs(os.path.join(self.directory, ".locks"), exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"the shard cache directory {self.directory} cannot be used "
+                f"({err.strerror or err}).",
+                hint=f"Point CacheSettings(directory=...) or ${CACHE_DIR_ENV} at a writable "
+                     "local disk shared by the node's processes.") from None
 
     def path_of(self, file: ShardFile) -> str:
         suffix = os.path.splitext(file.path)[1]

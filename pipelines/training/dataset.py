@@ -73,8 +73,10 @@ class Order:
 
     ``shuffle`` False keeps window order (GPTDataset's unshuffled sample order);
     ``window_samples`` is the shuffle window (windows permuted together, after the
-    shard-aligned blocks are permuted); ``epochs`` is how many epochs one iteration
-    covers (None: without end); ``samples_per_epoch`` the epoch length of a mixture.
+    shard-aligned blocks are permuted): larger mixes more shards at once and needs more
+    of them cached; keep it well above ``world_size`` so each rank takes several
+    samples of every chunk. ``epochs`` is how many epochs one iteration covers (None:
+    without end); ``samples_per_epoch`` the epoch length of a mixture.
     """
 
     shuffle: bool = True

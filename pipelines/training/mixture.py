@@ -31,9 +31,9 @@ from pipelines.training.permute import key_of, permutation
 MIN_CHUNK_SAMPLES = 4096
 #: the smallest weight gets at least this many samples per chunk (rounding <= 0.5%)
 MIN_SAMPLES_PER_CHUNK = 100
-#: positions per mixing chunk at most
-MAX_CHUNK_SAMPLES = 1 << 22
-_KEPT_CHUNKS = 4
+#: positions per mixing chunk at most (a computed chunk costs 16 bytes per position)
+MAX_CHUNK_SAMPLES = 1 << 20
+_KEPT_CHUNKS = 2
 
 
 @dataclass(frozen=True)

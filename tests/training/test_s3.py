@@ -190,3 +190,18 @@ def test_dataloader_workers_read_s3_through_the_node_cache(s3, dataset_a, tmp_pa
     assert same(got, expected)
     cached = [p for p in (tmp_path / "cache").rglob("*.bin")]
     assert len(cached) == len(data_files(dataset_a))
+
+
+def test_an_unusable_cache_is_explained(s3, dataset_a, tmp_path, monkeypatch):
+    uri = upload(s3, dataset_a, "data/a")
+    opts = {"endpoint_url": s3.endpoint}
+    with pytest.raises(ConfigError, match="cannot be used.*TOKENYARD_CACHE_DIR"):
+        SequenceDataset(uri, SEQ_LEN, storage=opts,
+                        cache=CacheSettings(directory="/proc/no-such-place"))
+    monkeypatch.setenv("TOKENYARD_CACHE_DIR", str(tmp_path / "from-env"))
+    monkeypatch.setenv("TOKENYARD_CACHE_BYTES", "lots")
+    with pytest.raises(ConfigError, match="TOKENYARD_CACHE_BYTES is 'lots'"):
+        SequenceDataset(uri, SEQ_LEN, storage=opts)
+    monkeypatch.setenv("TOKENYARD_CACHE_BYTES", "1GiB")
+    ds = SequenceDataset(uri, SEQ_LEN, storage=opts)
+    assert ds._cache.directory == str(tmp_path / "from-env") and ds._cache.max_bytes == 2**30
