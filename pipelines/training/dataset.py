@@ -37,7 +37,6 @@ does) and trains for a number of steps.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -54,7 +53,8 @@ from pipelines.training.mixture import Mixture, plan_mixture
 from pipelines.training.order import SourceOrder
 from pipelines.training.prefetch import Prefetcher
 from pipelines.training.shards import ShardStore, SourceReader
-from pipelines.training.sources import Source, open_sources, verify_sources
+from pipelines.training.sources import Source, combined_fingerprint, open_sources, \
+    verify_sources
 from pipelines.training.state import ReaderState, order_key
 from pipelines.training.tokenizer import TokenizerInfo, TokenizerSpec, check_tokenizer
 from pipelines.training.windows import WindowGrid
@@ -190,9 +190,7 @@ class SequenceDataset:
         if spe is not None:
             _check_int("Order.samples_per_epoch", spe, 1)
         self.samples_per_epoch = spe or sum(self._windows)
-        self.fingerprint = (self.sources[0].fingerprint if len(self.sources) == 1 else
-                            hashlib.sha256("\n".join(s.fingerprint for s in self.sources)
-                                           .encode()).hexdigest())
+        self.fingerprint = combined_fingerprint(self.sources)
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise ConfigError(
                 f"the data at {self.sources[0].label} has fingerprint {self.fingerprint[:16]}…, "
@@ -206,12 +204,7 @@ class SequenceDataset:
             mixture=(mix.plan.counts, mix.plan.chunk_samples) if mix else None)
 
         self.cache_settings = cache or CacheSettings()
-        self._cache: ShardCache | None = None
-        if any(s.remote for s in self.sources):
-            self._cache = self.cache_settings.cache()
-            largest = max((f.size for src in self.sources for sh in src.shards
-                           for f in sh.files), default=0)
-            self._cache.check_fits(largest)
+        self._cache = self._open_cache()
 
         self._position = 0
         self._iteration: tuple[int, int | None, int | None] | None = None
@@ -220,6 +213,15 @@ class SequenceDataset:
         self._runtime: _Runtime | None = None
         log.debug("opened %d source(s), %d samples per epoch, fingerprint %s",
                   len(self.sources), self.samples_per_epoch, self.fingerprint[:16])
+
+    def _open_cache(self) -> ShardCache | None:
+        """The node's shard cache, when a source is remote."""
+        if not any(s.remote for s in self.sources):
+            return None
+        cache = self.cache_settings.cache()
+        cache.check_fits(max((f.size for src in self.sources for sh in src.shards
+                              for f in sh.files), default=0))
+        return cache
 
     # -- description ------------------------------------------------------------------
 

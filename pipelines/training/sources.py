@@ -117,6 +117,14 @@ class Source:
         return any(not storage.is_local(v.uri) for v in self.versions)
 
 
+def combined_fingerprint(sources: Sequence[Source]) -> str:
+    """What identifies the data of several sources: one source's own fingerprint, else a
+    sha256 of the sources' fingerprints in order."""
+    if len(sources) == 1:
+        return sources[0].fingerprint
+    return hashlib.sha256("\n".join(s.fingerprint for s in sources).encode()).hexdigest()
+
+
 def parse_manifest(uri: str, raw: bytes) -> Version:
     """A :class:`Version` from the bytes of a dataset's ``manifest.json``."""
     try:

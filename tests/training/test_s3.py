@@ -72,8 +72,8 @@ def test_processes_of_a_node_download_each_shard_once(s3, dataset_a, tmp_path):
     uri = upload(s3, dataset_a, "data/a")
     ctx = multiprocessing.get_context("fork")
     processes = 3
-    barrier = ctx.Manager().Barrier(processes)
-    with ctx.Pool(processes) as pool:
+    with ctx.Manager() as manager, ctx.Pool(processes) as pool:
+        barrier = manager.Barrier(processes)   # all start reading at once
         results = pool.map(_read_in_process, [(uri, s3.endpoint, str(tmp_path / "cache"), barrier)]
                            * processes)
     expected = b"".join(x.tobytes() for x in SequenceDataset(dataset_a.uri, SEQ_LEN, seed=SEED))
