@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -122,10 +123,8 @@ class _Runtime:
         self.pid = os.getpid()
         self.readers = readers
         self.prefetcher = prefetcher
-
-    def close(self) -> None:
-        if self.prefetcher is not None:
-            self.prefetcher.close()
+        if prefetcher is not None:  # its threads end when the dataset is gone
+            weakref.finalize(self, prefetcher.close)
 
 
 class SequenceDataset:

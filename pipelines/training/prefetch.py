@@ -6,15 +6,15 @@ which shards it will need long before it reads them. The iterator plans its samp
 :class:`Prefetcher`: a few daemon threads that put them in the node's cache. A
 prefetch is only a hint: a failed one is logged at debug level, and the reader's
 own fetch (through the same cache and lock) meets the error and raises it. The
-queue is bounded and a shard already handed over recently is not queued twice.
+queue is bounded; a shard already cached or already queued is not queued again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
-from collections import OrderedDict
 
 from pipelines.records import ShardFile
 from pipelines.training.cache import ShardCache
@@ -22,7 +22,6 @@ from pipelines.training.cache import ShardCache
 log = logging.getLogger(__name__)
 
 QUEUE_ITEMS = 256
-_REMEMBERED = 1024
 
 
 class Prefetcher:
@@ -32,7 +31,8 @@ class Prefetcher:
         self.cache = cache
         self.storage_opts = storage_opts
         self._queue: queue.Queue = queue.Queue(QUEUE_ITEMS)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, name=f"tokenyard-prefetch-{i}",
                                           daemon=True) for i in range(max(1, threads))]
@@ -40,16 +40,15 @@ class Prefetcher:
             t.start()
 
     def submit(self, uri: str, file: ShardFile) -> None:
-        if file.sha256 in self._seen:
-            self._seen.move_to_end(file.sha256)
-            return
-        try:
-            self._queue.put_nowait((uri, file))
-        except queue.Full:
-            return
-        self._seen[file.sha256] = None
-        while len(self._seen) > _REMEMBERED:
-            self._seen.popitem(last=False)
+        """Queue a shard file unless it is cached or queued already (never blocks)."""
+        with self._lock:
+            if file.sha256 in self._pending or os.path.exists(self.cache.path_of(file)):
+                return
+            try:
+                self._queue.put_nowait((uri, file))
+            except queue.Full:
+                return
+            self._pending.add(file.sha256)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -64,6 +63,9 @@ class Prefetcher:
                 self.cache.fetch(uri, file, self.storage_opts)
             except Exception as err:  # a hint only: the reader's own fetch raises it
                 log.debug("prefetch of %s failed: %s", uri, err)
+            finally:
+                with self._lock:
+                    self._pending.discard(file.sha256)
 
     def close(self) -> None:
         self._stop.set()
