@@ -19,7 +19,8 @@ Layout under ``directory``::
     .locks/evict.lock         one eviction at a time
 
 * **Atomic.** A download goes to a temporary file, is checked against the manifest's
-  size and sha256 while it streams, fsynced, and renamed into place.
+  size and sha256 while it streams (the check ``tokenyard verify`` makes), fsynced, and
+  renamed into place.
 * **One download.** A process takes the shard's stripe lock (``fcntl.flock``, released
   by the kernel if the process dies), looks again, and downloads only if the file is
   still absent.
@@ -39,7 +40,6 @@ Layout under ``directory``::
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import time
@@ -47,10 +47,10 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pipelines import storage
-from pipelines.errors import ConfigError, DatasetError, StorageNotFoundError
+from pipelines.errors import ConfigError, DatasetError
 from pipelines.records import ShardFile
 from pipelines.storage import RetryPolicy
+from pipelines.verify import _stream_checked as stream_checked  # tokenyard verify's check
 
 log = logging.getLogger(__name__)
 
@@ -186,43 +186,36 @@ class ShardCache:
             return False
 
     def _download(self, uri: str, file: ShardFile, path: str, storage_opts: dict | None) -> None:
+        """Stream ``uri`` to a temporary file, checked against the manifest's size and
+        sha256 the way ``tokenyard verify`` checks it, then rename it into place."""
         tmp = os.path.join(os.path.dirname(path),
                            f".{os.path.basename(path)}{_TMP}{uuid.uuid4().hex}")
 
-        def attempt() -> tuple[int, str]:
-            sha = hashlib.sha256()
-            size = 0
-            with storage.open_input(uri, storage_opts) as src, open(tmp, "wb") as dst:
-                while chunk := src.read(DOWNLOAD_CHUNK_BYTES):
-                    sha.update(chunk)
-                    dst.write(chunk)
-                    size += len(chunk)
+        def attempt() -> list[str]:
+            problems: list[str] = []
+            with open(tmp, "wb") as dst:
+                found = stream_checked(uri, storage_opts, file.size, file.sha256, file.path,
+                                       problems, dst.write)
                 dst.flush()
                 os.fsync(dst.fileno())
-            return size, sha.hexdigest()
+            if not found:
+                raise DatasetError(_root_of(uri, file), [
+                    f"{file.path}: missing; the manifest lists it ({file.size:,} bytes), so "
+                    "the dataset was changed or partly deleted after it was committed"])
+            return problems
 
         try:
             for tries in range(1, CORRUPT_ATTEMPTS + 1):
-                try:
-                    size, digest = self.retry.call(attempt, uri=uri, operation="download",
-                                                   storage=storage_opts)
-                except StorageNotFoundError:
-                    raise DatasetError(_root_of(uri, file), [
-                        f"{file.path}: missing; the manifest lists it ({file.size:,} bytes), "
-                        "so the dataset was changed or partly deleted after it was committed"
-                    ]) from None
-                if size == file.size and digest == file.sha256:
+                problems = self.retry.call(attempt, uri=uri, operation="download",
+                                           storage=storage_opts)
+                if not problems:
                     os.replace(tmp, path)
                     self.stats.downloads += 1
-                    self.stats.downloaded_bytes += size
+                    self.stats.downloaded_bytes += file.size
                     return
-                problem = (f"{file.path}: {size:,} bytes, the manifest says {file.size:,}"
-                           if size != file.size else
-                           f"{file.path}: sha256 {digest[:16]}…, the manifest says "
-                           f"{file.sha256[:16]}…")
-                log.warning("%s (download %d of %d)", problem, tries, CORRUPT_ATTEMPTS)
+                log.warning("%s (download %d of %d)", problems[0], tries, CORRUPT_ATTEMPTS)
             raise DatasetError(_root_of(uri, file), [
-                problem + f"; downloaded {CORRUPT_ATTEMPTS} times with the same result, so "
+                problems[0] + f"; downloaded {CORRUPT_ATTEMPTS} times with the same result, so "
                 "the stored shard is corrupt ('tokenyard verify' lists every problem)"])
         finally:
             if os.path.exists(tmp):
