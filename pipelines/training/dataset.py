@@ -63,7 +63,7 @@ from pipelines.training.windows import WindowGrid
 log = logging.getLogger(__name__)
 
 #: windows per shuffle chunk: about a few shards' worth of tokens at common seq_lens
-DEFAULT_SHUFFLE_WINDOW = 1 << 16
+DEFAULT_WINDOW_SAMPLES = 1 << 16
 #: positions mapped to windows per vectorized step
 PLAN_SAMPLES = 256
 
@@ -81,7 +81,7 @@ class Order:
     """
 
     shuffle: bool = True
-    window_samples: int = DEFAULT_SHUFFLE_WINDOW
+    window_samples: int = DEFAULT_WINDOW_SAMPLES
     epochs: int | None = 1
     samples_per_epoch: int | None = None
 

@@ -11,11 +11,6 @@ import pytest
 from pipelines.training.dataset import Order, SequenceDataset
 from tests.training.conftest import SEQ_LEN, delivered
 
-torch = pytest.importorskip("torch")
-
-from pipelines.training.pytorch import SequenceDataset as TorchSequenceDataset  # noqa: E402
-from pipelines.training.pytorch import SequenceLoader  # noqa: E402
-
 SEED = 5
 BATCH = 4
 #: torch warns when a loader has more workers than the machine has cores
@@ -23,16 +18,20 @@ pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:User
 
 
 def read_rank(uri: str, rank: int, ranks: int, workers: int) -> list[np.ndarray]:
-    """One epoch of one rank, through a real DataLoader with worker processes when
-    ``workers`` > 1 (a single in-process reader otherwise)."""
-    if workers <= 1:
+    """One epoch of one rank: through a real DataLoader with ``workers`` worker
+    processes, or read in this process for ``workers`` = 0."""
+    if workers == 0:
         return list(SequenceDataset(uri, SEQ_LEN, seed=SEED, rank=rank, world_size=ranks))
+    pytest.importorskip("torch")
+    from pipelines.training.pytorch import SequenceDataset as TorchSequenceDataset
+    from pipelines.training.pytorch import SequenceLoader
+
     ds = TorchSequenceDataset(uri, SEQ_LEN, seed=SEED, rank=rank, world_size=ranks)
     loader = SequenceLoader(ds, batch_size=BATCH, num_workers=workers)
     return [row for batch in loader for row in batch.numpy()]
 
 
-@pytest.mark.parametrize("ranks,workers", [(1, 1), (2, 2), (4, 1), (1, 3)])
+@pytest.mark.parametrize("ranks,workers", [(1, 0), (1, 1), (2, 2), (4, 1), (1, 3)])
 def test_every_window_exactly_once_in_the_global_order(dataset_a, ranks, workers):
     expected = dataset_a.windows()
     order = list(SequenceDataset(dataset_a.uri, SEQ_LEN, seed=SEED))
