@@ -25,7 +25,8 @@ Layout under ``directory``::
   by the kernel if the process dies), looks again, and downloads only if the file is
   still absent.
 * **Bounded.** Before a download, files are evicted least recently used first (by
-  mtime, which every use refreshes) until the shard fits in ``max_bytes``. A file
+  mtime, which every use refreshes) until the shard fits in ``max_bytes``, counting
+  the downloads in progress (each reserves its size in a sparse temporary file). A file
   evicted while another process has it mapped stays readable to that process; its
   space is freed when unmapped. Size the cache to hold the shards of a few shuffle
   windows (see the README); a cache smaller than two shards is refused.
@@ -173,7 +174,6 @@ class ShardCache:
                 self.stats.hits += 1
                 return path
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            self._evict(file.size, keep=path)
             self._download(uri, file, path, storage_opts)
         return path
 
@@ -193,9 +193,10 @@ class ShardCache:
 
         def attempt() -> list[str]:
             problems: list[str] = []
-            with open(tmp, "wb") as dst:
+            with open(tmp, "r+b") as dst:   # reserved at the expected size
                 found = stream_checked(uri, storage_opts, file.size, file.sha256, file.path,
                                        problems, dst.write)
+                dst.truncate()
                 dst.flush()
                 os.fsync(dst.fileno())
             if not found:
@@ -204,6 +205,7 @@ class ShardCache:
                     "the dataset was changed or partly deleted after it was committed"])
             return problems
 
+        self._reserve(file.size, tmp)
         try:
             for tries in range(1, CORRUPT_ATTEMPTS + 1):
                 problems = self.retry.call(attempt, uri=uri, operation="download",
@@ -221,9 +223,11 @@ class ShardCache:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def _entries(self) -> list[tuple[float, int, str]]:
-        """(mtime, size, path) of every cached file; stale temporaries are removed."""
+    def _scan(self) -> tuple[list[tuple[float, int, str]], int]:
+        """(mtime, size, path) of every cached file, and the bytes reserved by downloads in
+        progress; temporaries left by killed downloads are removed."""
         found = []
+        reserved = 0
         now = time.time()
         for sub in os.scandir(self.directory):
             if not sub.is_dir() or sub.name.startswith("."):
@@ -234,30 +238,37 @@ class ShardCache:
                 except FileNotFoundError:
                     continue
                 if entry.name.startswith("."):
-                    if _TMP in entry.name and now - st.st_mtime > STALE_TMP_S:
+                    if _TMP not in entry.name:
+                        continue
+                    if now - st.st_mtime > STALE_TMP_S:
                         _unlink(entry.path)
+                    else:
+                        reserved += st.st_size
                     continue
                 found.append((st.st_mtime, st.st_size, entry.path))
-        return found
+        return found, reserved
 
     def used_bytes(self) -> int:
-        return sum(size for _, size, _ in self._entries())
+        """Bytes of cached files and of downloads in progress."""
+        files, reserved = self._scan()
+        return sum(size for _, size, _ in files) + reserved
 
-    def _evict(self, incoming: int, keep: str) -> None:
-        """Remove least recently used files until ``incoming`` more bytes fit."""
+    def _reserve(self, size: int, tmp: str) -> None:
+        """Evict least recently used files until ``size`` more bytes fit, and hold them:
+        ``tmp`` is created at that size, so every other process's eviction counts it."""
         with self._locked("evict.lock"):
-            entries = sorted(self._entries())
-            total = sum(size for _, size, _ in entries)
-            for _, size, path in entries:
-                if total + incoming <= self.max_bytes:
+            files, reserved = self._scan()
+            total = sum(s for _, s, _ in files) + reserved
+            for _, file_size, path in sorted(files):
+                if total + size <= self.max_bytes:
                     break
-                if path == keep:
-                    continue
                 if _unlink(path):
-                    total -= size
+                    total -= file_size
                     self.stats.evicted += 1
-                    self.stats.evicted_bytes += size
-                    log.debug("evicted %s (%d bytes)", path, size)
+                    self.stats.evicted_bytes += file_size
+                    log.debug("evicted %s (%d bytes)", path, file_size)
+            with open(tmp, "wb") as f:
+                f.truncate(size)   # sparse: only counts, allocates nothing
 
 
 def _unlink(path: str) -> bool:

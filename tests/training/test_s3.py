@@ -88,7 +88,11 @@ def test_the_cache_stays_within_its_bound(s3, dataset_a, tmp_path):
     ds = SequenceDataset(uri, SEQ_LEN, seed=SEED, order=Order(window_samples=64),
                          storage={"endpoint_url": s3.endpoint},
                          cache=settings(tmp_path, max_bytes=bound, prefetch_samples=64))
-    got = list(ds)
+    got = []
+    for item in ds:   # two prefetch threads download while the reader reads
+        got.append(item)
+        if len(got) % 25 == 0:
+            assert ds._cache.used_bytes() <= bound
     assert same(got, list(SequenceDataset(dataset_a.uri, SEQ_LEN, seed=SEED,
                                           order=Order(window_samples=64))))
     assert ds._cache.used_bytes() <= bound
