@@ -152,6 +152,7 @@ def make_many_shards(root: Path, shards: int, tokens_per_shard: int) -> Path:
 
 _FIRST_BATCH = """
 import json, sys, time
+import orjson
 from pathlib import Path
 from pipelines.training.dataset import SequenceDataset
 uri, seq_len, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -162,7 +163,7 @@ it = iter(ds)
 for _ in range(batch):
     next(it)
 done = time.perf_counter()
-json.loads((Path(uri) / "manifest.json").read_bytes())
+orjson.loads((Path(uri) / "manifest.json").read_bytes())
 parse = time.perf_counter() - done
 print(json.dumps({"open_s": opened - started, "first_batch_s": done - started, "parse_s": parse}))
 """
@@ -181,7 +182,7 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=24, help="MB of text in the dataset")
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=5,
+    parser.add_argument("--epochs", type=int, default=10,
                         help="epochs per measurement (local and warm); S3 cold reads one")
     parser.add_argument("--shards", type=int, default=5000,
                         help="shards of the time-to-first-batch dataset")

@@ -20,11 +20,12 @@ Opening is O(shards): one small JSON object per dataset, read in parallel.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+
+import orjson
 
 from pipelines import catalog as catalog_mod
 from pipelines import storage
@@ -128,7 +129,7 @@ def combined_fingerprint(sources: Sequence[Source]) -> str:
 def parse_manifest(uri: str, raw: bytes) -> Version:
     """A :class:`Version` from the bytes of a dataset's ``manifest.json``."""
     try:
-        manifest = json.loads(raw)
+        manifest = orjson.loads(raw)
         fmt = manifest["format"]
         dtype = manifest["dtype"]
         shards = tuple(
