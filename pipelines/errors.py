@@ -11,7 +11,9 @@ expected, what was found, where, and what to do.
     │   ├── PlanMismatchError           exit 2: the output prefix holds another job's plan
     │   ├── LocationError               exit 2: a URI or path that is not a valid, supported one
     │   ├── ProfileFitError             exit 2: a worker profile fits no CPU:memory class
-    │   └── ClusterError                exit 2: the cluster named cannot be reached or made
+    │   ├── ClusterError                exit 2: the cluster named cannot be reached or made
+    │   ├── TokenizerMismatchError      exit 2: a dataset's tokenizer is not the model's
+    │   └── ReaderStateError            exit 2: a saved reader state belongs to other data
     ├── InputError                      a bad input record or file (file, line/row, reason)
     ├── TokenizerError                  the tokenizer file is missing, unreadable or unfit
     ├── BackendMismatchError            the fast tokenizer backend disagreed with HF
@@ -111,6 +113,36 @@ class LocationError(ConfigError, ValueError):
     Also a ``ValueError``, so that the job file's validation collects it with every other
     problem of the file instead of stopping at it.
     """
+
+
+class TokenizerMismatchError(ConfigError):
+    """A dataset was tokenized with another tokenizer than the one a model expects.
+
+    ``field`` is what differs (``sha256``, ``vocab_size``, ``eos_id``); ``expected`` is
+    the model's value, ``found`` the dataset's.
+    """
+
+    def __init__(self, dataset: str, field: str, expected: object, found: object, *,
+                 hint: str | None = None):
+        self.dataset = dataset
+        self.field = field
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"{dataset} was tokenized with a tokenizer whose {field} is {found!r}, but the "
+            f"model expects {expected!r}; training on it would feed the model token ids of "
+            "another vocabulary, so it was refused.",
+            hint=hint or "Train on a dataset made with the model's tokenizer (re-run the job "
+                         "with that tokenizer.path), or fix the expected tokenizer you passed.")
+
+
+class ReaderStateError(ConfigError):
+    """A saved training-reader state does not belong to the dataset or settings at hand."""
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message, hint=hint or (
+            "Resume with the dataset, seed, seq_len, shuffle window and mixture weights the "
+            "state was saved with, or start without loading the state."))
 
 
 class InputError(TokenyardError):

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.backends import BackendUnavailable, cached_backend, versions
+from pipelines.defaults import cache_root
 from pipelines.errors import BackendMismatchError, TokenizerError
 
 log = logging.getLogger(__name__)
@@ -200,20 +201,11 @@ class Verdict:
     cached: bool = False
 
 
-def cache_dir() -> Path:
-    """``$TOKENYARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tokenyard``, else ``~/.cache/tokenyard``."""
-    explicit = os.environ.get("TOKENYARD_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tokenyard"
-
-
 def _verdict_path(sha256: str, split_special_tokens: bool) -> Path:
     v = versions()
     key = (f"{sha256}-fastokens{v['fastokens']}-tokenizers{v['tokenizers']}-"
            f"split{int(split_special_tokens)}-v{VERDICT_VERSION}")
-    return cache_dir() / "qualified" / f"{key}.json"
+    return Path(cache_root()) / "qualified" / f"{key}.json"
 
 
 def _load_verdict(path: Path) -> Verdict | None:

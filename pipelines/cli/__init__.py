@@ -27,6 +27,7 @@ COMMANDS = (
     "plan",
     "status",
     "verify",
+    "sample",
     "train_tokenizer",
     "kube",
 )
