@@ -359,6 +359,14 @@ def prepare(job: JobConfig, *, restart: bool = False) -> tuple[Plan, dict, bool]
     return found.plan, found.storage, found.committed
 
 
+def new_run_id() -> str:
+    """A run's id: its UTC start to the millisecond, then random hex, so that the run
+    records under ``_runs/`` sort in the order the runs started."""
+    now = time.time()
+    return (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-"
+            + uuid.uuid4().hex[:8])
+
+
 def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PROGRESS,
             engine_kwargs: dict | None = None) -> RunSummary:
     """Run a job to a committed dataset (or resume it); raises RunFailedError.
@@ -369,7 +377,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
     could have known.
     """
     started = time.monotonic()
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    run_id = new_run_id()
     # the driver's own encoding (the backend's checks) runs on one thread: the cores are
     # the workers'
     worker_env.apply()
