@@ -36,6 +36,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--fault-rate", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--backend", default="hf", choices=["hf", "fastokens", "auto"],
+                    help="tokenizer backend (default hf: its units last long enough for "
+                         "kills to land inside them)")
     args = ap.parse_args()
 
     import dask
@@ -58,7 +61,8 @@ def main() -> int:
 
         def job(out: str, endpoint: str | None, kind: str) -> object:
             spec = {"name": "chaos", "input": {"uri": str(root / "raw")},
-                    "tokenizer": {"path": str(root / "tok.json")}, "output": {"uri": out},
+                    "tokenizer": {"path": str(root / "tok.json"), "backend": args.backend},
+                    "output": {"uri": out},
                     "plan": {"target_unit_bytes": args.unit_bytes},
                     "engine": {"kind": kind, "workers": args.workers, "max_attempts": 8,
                                "dashboard_address": "127.0.0.1:0"}}

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, TypeAdapter, ValidationError, \
     field_validator
 
+from pipelines import uris
 from pipelines.defaults import DEFAULT_BATCH_CHARS, DEFAULT_MAX_SEGMENT_CHARS
 from pipelines.errors import ConfigError
 
@@ -79,6 +80,11 @@ class InputConfig(_Section):
     def _non_empty(cls, v: str | list[str]) -> str | list[str]:
         if isinstance(v, list) and not v:
             raise ValueError("an empty list names no input (give at least one URI)")
+        if isinstance(v, str):
+            uris.check_location(v, "input.uri", glob=True, placeholders=True)
+        else:
+            for i, u in enumerate(v):
+                uris.check_location(u, f"input.uri[{i}]", glob=True, placeholders=True)
         return v
 
     @property
@@ -104,10 +110,15 @@ class TokenizerConfig(_Section):
     batch_documents: int | None = Field(None, gt=0)
     max_segment_chars: int = Field(DEFAULT_MAX_SEGMENT_CHARS, ge=1024)
 
+    _check_path = field_validator("path")(
+        lambda cls, v: uris.check_location(v, "tokenizer.path"))
+
 
 class OutputConfig(_Section):
     uri: str
     format: OutputFormat = "megatron"
+
+    _check_uri = field_validator("uri")(lambda cls, v: uris.check_location(v, "output.uri"))
 
 
 class PlanConfig(_Section):
@@ -128,6 +139,9 @@ class StorageConfig(_Section):
     anon: bool = False
     profile: str | None = None
 
+    _check_endpoint = field_validator("endpoint_url")(
+        lambda cls, v: v if v is None else uris.check_endpoint(v, "storage.endpoint_url"))
+
 
 class EngineConfig(_Section):
     kind: EngineKind = "dask"
@@ -141,6 +155,21 @@ class EngineConfig(_Section):
     #: memory limit per embedded Dask worker ("auto" shares the machine's memory)
     memory_per_worker: str = "auto"
     dashboard_address: str = "127.0.0.1:8787"
+
+    _check_scheduler = field_validator("scheduler_address")(
+        lambda cls, v: v if v is None else uris.check_scheduler_address(
+            v, "engine.scheduler_address"))
+    _check_master = field_validator("spark_master")(
+        lambda cls, v: v if v is None else uris.check_spark_master(v, "engine.spark_master"))
+    _check_dashboard = field_validator("dashboard_address")(
+        lambda cls, v: uris.check_host_port(v, "engine.dashboard_address"))
+
+    @field_validator("memory_per_worker")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        if v != "auto":
+            parse_byte_size(v)
+        return v
 
 
 class JobConfig(_Section):
@@ -164,7 +193,7 @@ class JobConfig(_Section):
             for part in parents:
                 node = node[part]
             node[leaf] = value
-        return JobConfig.model_validate(data)
+        return _validated(data, "overrides")
 
 
 def _resolve(uri: str, base: Path) -> str:
@@ -206,21 +235,30 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
         elif e["type"] == "missing":
             lines.append(f"'{dotted}' is required")
         else:
+            cause = (e.get("ctx") or {}).get("error")
+            if isinstance(cause, ConfigError):  # a location check: field, value and fix
+                lines.append(str(cause).rstrip("."))
+                continue
             got = e.get("input")
             shown = f" (got {got!r})" if not isinstance(got, dict) else ""
-            lines.append(f"'{dotted}': {e['msg']}{shown}")
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"'{dotted}': {msg}{shown}")
     return ConfigError("; ".join(lines) + ".", source=source,
                        hint="See 'Job file' in the README for every key and its default.")
+
+
+def _validated(data: dict, source: str) -> JobConfig:
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as err:
+        raise _explain(err, source) from None
 
 
 def parse_job(data: Any, *, source: str = "<job>", base_dir: Path | None = None) -> JobConfig:
     """Validate a job mapping; resolve relative local paths against ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError("a job file must be a YAML mapping of keys to values.", source=source)
-    try:
-        job = JobConfig.model_validate(data)
-    except ValidationError as err:
-        raise _explain(err, source) from None
+    job = _validated(data, source)
     if base_dir is not None:
         job = job.model_copy(update={
             "input": job.input.model_copy(update={"uri": _resolve(job.input.uri, base_dir)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.backends import BackendUnavailable, cached_backend, versions
+from pipelines.defaults import cache_root
 from pipelines.errors import BackendMismatchError, TokenizerError
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,12 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_CHARS = 4000
 #: the first document of a unit up to this long is checked too
 CHECK_FIRST_DOC_CHARS = 4096
+#: chosen documents are compared in one HF call once this many characters wait
+CHECK_FLUSH_CHARS = 256 * 2**10
 #: documents longer than this are not chosen for the per-unit check
 CHECK_MAX_DOC_CHARS = 16_384
 #: characters of the job's own documents that qualification encodes with both backends
-QUALIFY_SAMPLE_BYTES = 256 * 2**10
+QUALIFY_SAMPLE_BYTES = 128 * 2**10
 #: format of the cached verdicts; a change makes every tokenizer qualify again
 VERDICT_VERSION = 1
 
@@ -198,20 +201,11 @@ class Verdict:
     cached: bool = False
 
 
-def cache_dir() -> Path:
-    """``$TOKENYARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/tokenyard``, else ``~/.cache/tokenyard``."""
-    explicit = os.environ.get("TOKENYARD_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tokenyard"
-
-
 def _verdict_path(sha256: str, split_special_tokens: bool) -> Path:
     v = versions()
     key = (f"{sha256}-fastokens{v['fastokens']}-tokenizers{v['tokenizers']}-"
            f"split{int(split_special_tokens)}-v{VERDICT_VERSION}")
-    return cache_dir() / "qualified" / f"{key}.json"
+    return Path(cache_root()) / "qualified" / f"{key}.json"
 
 
 def _load_verdict(path: Path) -> Verdict | None:
@@ -232,17 +226,14 @@ def _save_verdict(path: Path, verdict: Verdict) -> None:
         log.debug("could not cache the verdict in %s: %s", path, err)
 
 
-def qualify(json_text: str, sha256: str, *, split_special_tokens: bool,
-            sample: Callable[[], Iterable[str]] = lambda: ()) -> Verdict:
-    """Whether fastokens gives HF's ids on this tokenizer; cached per file and versions.
+def check_identity(json_text: str, sha256: str, split_special_tokens: bool,
+                   sample: Sequence[str]) -> Verdict:
+    """Encode the adversarial set and ``sample`` with both backends; the verdict.
 
-    ``sample`` gives the job's own documents; it is called only when no verdict is
-    cached. Raises :class:`BackendUnavailable` when fastokens cannot load the file.
+    A plain function of picklable arguments, so that it can run in a worker process
+    that has the backends loaded already. Raises :class:`BackendUnavailable` when
+    fastokens cannot load the file.
     """
-    path = _verdict_path(sha256, split_special_tokens)
-    cached = _load_verdict(path)
-    if cached is not None:
-        return cached
     started = time.perf_counter()
     fast = cached_backend("fastokens", json_text, sha256=sha256,
                           split_special_tokens=split_special_tokens)
@@ -250,20 +241,44 @@ def qualify(json_text: str, sha256: str, *, split_special_tokens: bool,
                         split_special_tokens=split_special_tokens)
     texts = adversarial_texts(special_token_strings(json_text))
     builtin = len(texts)
-    taken = 0
-    for text in sample():
-        texts.append(text[:CHECK_MAX_DOC_CHARS * 4])
-        taken += len(texts[-1])
-        if taken >= QUALIFY_SAMPLE_BYTES:
-            break
+    texts += sample
     found = compare(fast, hf, texts)
     reason = ""
     if found is not None:
         where = "the built-in adversarial set" if found.text_index < builtin \
             else "a sample of the job's documents"
         reason = f"fastokens gave different ids than HF on {where}: {found.describe()}"
-    verdict = Verdict(ok=found is None, reason=reason, texts=len(texts),
-                      chars=sum(map(len, texts)), seconds=time.perf_counter() - started)
+    return Verdict(ok=found is None, reason=reason, texts=len(texts),
+                   chars=sum(map(len, texts)), seconds=time.perf_counter() - started)
+
+
+def take_sample(texts: Iterable[str], budget_chars: int = QUALIFY_SAMPLE_BYTES) -> list[str]:
+    """Documents for qualification, each cut to a bounded length, up to a budget."""
+    out, taken = [], 0
+    for text in texts:
+        out.append(text[:CHECK_MAX_DOC_CHARS])
+        taken += len(out[-1])
+        if taken >= budget_chars:
+            break
+    return out
+
+
+def qualify(json_text: str, sha256: str, *, split_special_tokens: bool,
+            sample: Callable[[], Iterable[str]] = lambda: (),
+            runner: Callable = lambda fn, *args: fn(*args)) -> Verdict:
+    """Whether fastokens gives HF's ids on this tokenizer; cached per file and versions.
+
+    ``sample`` gives the job's own documents; it is read only when no verdict is
+    cached. ``runner(fn, *args)`` runs the check (in this process by default; the local
+    engine runs it in a worker that has both backends loaded). Raises
+    :class:`BackendUnavailable` when fastokens cannot load the file.
+    """
+    path = _verdict_path(sha256, split_special_tokens)
+    cached = _load_verdict(path)
+    if cached is not None:
+        return cached
+    verdict = runner(check_identity, json_text, sha256, split_special_tokens,
+                     take_sample(sample()))
     _save_verdict(path, verdict)
     return verdict
 
@@ -280,7 +295,8 @@ class BackendChoice:
 
 def choose_backend(requested: str, json_text: str, sha256: str, *, name: str,
                    split_special_tokens: bool,
-                   sample: Callable[[], Iterable[str]] = lambda: ()) -> BackendChoice:
+                   sample: Callable[[], Iterable[str]] = lambda: (),
+                   runner: Callable = lambda fn, *args: fn(*args)) -> BackendChoice:
     """Apply ``tokenizer.backend`` (auto | fastokens | hf) to this tokenizer file.
 
     ``fastokens`` fails before any work when it cannot run the file or the checks fail;
@@ -290,7 +306,7 @@ def choose_backend(requested: str, json_text: str, sha256: str, *, name: str,
         return BackendChoice(requested, "hf", "tokenizer.backend is hf")
     try:
         verdict = qualify(json_text, sha256, split_special_tokens=split_special_tokens,
-                          sample=sample)
+                          sample=sample, runner=runner)
     except BackendUnavailable as err:
         if requested == "fastokens":
             raise TokenizerError(
@@ -326,7 +342,10 @@ class UnitCheck:
     The sample depends only on the unit's documents: the first document of at most
     :data:`CHECK_FIRST_DOC_CHARS`, then each document (of at most ``max_doc_chars``) at
     which the unit's characters since the last check reach ``every_chars`` times its
-    length: about one character in ``every_chars`` is checked.
+    length: about one character in ``every_chars`` is checked. Chosen documents are
+    kept (text and ids) and compared in one HF call when :data:`CHECK_FLUSH_CHARS` of
+    them are waiting and at :meth:`finish`, which the unit calls before its shard is
+    kept.
     """
 
     def __init__(self, encoder, unit_name: str, *, every_chars: int = CHECK_EVERY_CHARS,
@@ -338,46 +357,61 @@ class UnitCheck:
         self._credit = 0.0
         self._first_done = False
         self._seen_documents = 0
+        #: chosen and not yet compared: (document number in the unit, text, fast ids)
+        self._waiting: list[tuple[int, str, np.ndarray]] = []
+        self._waiting_chars = 0
         self.documents = 0
         self.chars = 0
         self.seconds = 0.0
 
     def check(self, texts: Sequence[str], ids: np.ndarray, lengths: np.ndarray) -> None:
-        """Compare the chosen documents of a batch; ``ids``/``lengths`` include bos/eos."""
-        chosen = []
+        """Take the chosen documents of a batch; ``ids``/``lengths`` include bos/eos."""
         credit, every, limit = self._credit, self.every_chars, self.max_doc_chars
+        ends = None
         for i, text in enumerate(texts):
             n = len(text)
             credit += n / every
             if n <= limit and credit >= n:
-                chosen.append(i)
                 credit -= n
             elif not self._first_done and n <= CHECK_FIRST_DOC_CHARS:
-                chosen.append(i)
                 self._first_done = True
+            else:
+                continue
+            if ends is None:
+                ends = np.cumsum(lengths)
+            start = int(ends[i] - lengths[i]) + self.encoder.prefix_len
+            fast = ids[start:int(ends[i]) - self.encoder.suffix_len].copy()
+            self._waiting.append((self._seen_documents + i + 1, text, fast))
+            self._waiting_chars += n
         self._credit = credit
-        if chosen:
-            self._compare(texts, ids, lengths, chosen)
         self._seen_documents += len(texts)
+        if self._waiting_chars >= CHECK_FLUSH_CHARS:
+            self._compare()
 
-    def _compare(self, texts, ids, lengths, chosen: list[int]) -> None:
+    def finish(self) -> None:
+        """Compare what is waiting; raises :class:`BackendMismatchError` on a difference."""
+        self._compare()
+
+    def _compare(self) -> None:
+        if not self._waiting:
+            return
         started = time.perf_counter()
-        encoder = self.encoder
-        ends = np.cumsum(lengths)
-        reference, ref_lengths = encoder.reference.encode_flat([texts[i] for i in chosen])
-        ref_ends = np.cumsum(ref_lengths)
-        for k, i in enumerate(chosen):
-            fast = ids[int(ends[i] - lengths[i]) + encoder.prefix_len:
-                       int(ends[i]) - encoder.suffix_len]
-            expected = reference[int(ref_ends[k] - ref_lengths[k]):int(ref_ends[k])]
-            at = first_difference(fast, expected)
-            if at is not None:
-                raise BackendMismatchError(
-                    unit=self.unit_name, document=self._seen_documents + i + 1,
-                    position=at, fast_id=int(fast[at]) if at < len(fast) else None,
-                    hf_id=int(expected[at]) if at < len(expected) else None,
-                    excerpt=_excerpt(texts[i]))
-            self.chars += len(texts[i])
-        self.documents += len(chosen)
+        waiting, self._waiting, self._waiting_chars = self._waiting, [], 0
+        reference, ref_lengths = self.encoder.reference.encode_flat([w[1] for w in waiting])
+        fast = np.concatenate([w[2] for w in waiting])
+        same = (np.array_equal(ref_lengths, [len(w[2]) for w in waiting])
+                and np.array_equal(fast.astype(np.int64), reference.astype(np.int64)))
+        if not same:
+            ref_ends = np.cumsum(ref_lengths)
+            for k, (number, text, ids) in enumerate(waiting):
+                expected = reference[int(ref_ends[k] - ref_lengths[k]):int(ref_ends[k])]
+                at = first_difference(ids, expected)
+                if at is not None:
+                    raise BackendMismatchError(
+                        unit=self.unit_name, document=number, position=at,
+                        fast_id=int(ids[at]) if at < len(ids) else None,
+                        hf_id=int(expected[at]) if at < len(expected) else None,
+                        excerpt=_excerpt(text))
+        self.documents += len(waiting)
+        self.chars += sum(len(w[1]) for w in waiting)
         self.seconds += time.perf_counter() - started
-

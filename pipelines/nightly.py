@@ -41,6 +41,7 @@ from pipelines import commit as commit_mod
 from pipelines import storage
 from pipelines.config import JobConfig
 from pipelines.errors import ConfigError
+from pipelines.plan import check_overlap
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.run import RunSummary, read_tokenizer, run_job, storage_of
 
@@ -54,6 +55,8 @@ WATERMARK_FORMAT = 1
 DEFAULT_VERSION_TEMPLATE = "v={ds}"
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PLACEHOLDER = re.compile(r"\{(ds|ds_nodash|yyyy|mm|dd)\}")
+#: a version is one visible path segment under the root (never '..', never hidden)
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9=._-]*$")
 
 
 def placeholders(ds: str) -> dict[str, str]:
@@ -210,10 +213,12 @@ def resolve_night(base: JobConfig, ds: str, *, mode: str = AUTO,
                   version_template: str = DEFAULT_VERSION_TEMPLATE) -> Night:
     """The night's job and inputs; writes nothing. Refuses a tokenizer the catalog lacks."""
     mode = mode_of(base, mode)
+    check_overlap(base)  # versions go under the root: none may be listed as raw input
     root = base.output.uri.rstrip("/")
     version = fill(version_template, ds)
-    if "/" in version or not version:
-        raise ConfigError(f"the version name {version!r} must be one path segment.",
+    if not _VERSION.match(version):
+        raise ConfigError(f"the version name {version!r} must be one path segment of letters, "
+                          "digits, '=', '.', '_' and '-', starting with a letter or digit.",
                           hint="Use a template such as v={ds}.")
     storage_opts = storage_of(base)
     output_uri = storage.join(root, version)
@@ -238,6 +243,7 @@ def resolve_night(base: JobConfig, ds: str, *, mode: str = AUTO,
     if reason is not None:
         return Night(ds, mode, root, version, None, (), reason, resumed, storage_opts)
     job = base.with_overrides(**{"input.uri": value, "output.uri": output_uri + "/"})
+    check_overlap(job)  # before the watermark claims anything
     _, tokenizer = read_tokenizer(job, storage_opts)
     catalog_mod.check_tokenizer(catalog_mod.load(root, storage_opts), tokenizer["sha256"],
                                 version, catalog_mod.catalog_uri(root))

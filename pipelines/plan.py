@@ -19,9 +19,10 @@ import hashlib
 import logging
 import math
 import posixpath
+import re
 from dataclasses import asdict, dataclass
 
-from pipelines import storage
+from pipelines import storage, uris
 from pipelines.config import JobConfig, auto_unit_bytes
 from pipelines.errors import ConfigError, InputError, StorageNotFoundError
 from pipelines.records import InputFile, Plan, Slice, WorkUnit, dumps
@@ -81,7 +82,7 @@ def _parquet_pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piec
             meta = pq.ParquetFile(fh).metadata
     except (OSError, ValueError) as err:
         if isinstance(err, OSError) and not type(err).__module__.startswith("pyarrow"):
-            raise storage.translate_error(err, f.uri, "read", storage_opts) from err
+            storage.raise_translated(err, f.uri, "read", storage_opts)
         raise InputError(f.key, f"not a readable Parquet file ({err})",
                          hint="Check the file, or exclude it from input.uri.") from None
     groups = [(i, meta.row_group(i).num_rows, meta.row_group(i).total_byte_size)
@@ -168,42 +169,131 @@ def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str, options: d
     return hashlib.sha256(dumps(identity)).hexdigest()
 
 
-def _listed(job: JobConfig, storage_opts: dict) -> list[storage.Listed]:
-    """Every file the input names; keys relative to the common folder of a URI list."""
+def _listed(job: JobConfig, storage_opts: dict) -> tuple[list[storage.Listed], list[str]]:
+    """Every file the input names, keys relative to the common folder of a URI list;
+    and the keys skipped as hidden."""
     uris = job.input.uris
     if len(uris) == 1:
         try:
-            return storage.list_files(uris[0], storage_opts)
+            listing = storage.scan(uris[0], storage_opts)
         except StorageNotFoundError:
-            return []
+            return [], []
+        return list(listing.files), list(listing.hidden)
     found: dict[str, storage.Listed] = {}
+    hidden: list[str] = []
     for uri in uris:
         try:
-            for item in storage.list_files(uri, storage_opts):
-                found.setdefault(item.uri, item)
+            listing = storage.scan(uri, storage_opts)
         except StorageNotFoundError:
             continue
+        hidden += listing.hidden
+        for item in listing.files:
+            found.setdefault(item.uri, item)
     if not found:
-        return []
+        return [], hidden
     folders = [u.split("/")[:-1] for u in found]
     common = 0
     while all(len(f) > common and f[common] == folders[0][common] for f in folders):
         common += 1
     out = [dataclasses.replace(item, key="/".join(item.uri.split("/")[common:]))
            for item in found.values()]
-    return sorted(out, key=lambda item: item.key)
+    return sorted(out, key=lambda item: item.key), hidden
+
+
+#: names tokenyard writes under an output prefix that a listing would not skip as hidden
+OUTPUT_SAMPLE_NAMES = ("manifest.json", "shards/000000.bin", "shards/000000.idx",
+                       "shards/000000.parquet", "rejects/000000.jsonl")
+
+
+def _reaches(input_uri: str, output: uris.LocationKey) -> bool:
+    """Whether listing ``input_uri`` could return a file tokenyard writes under ``output``."""
+    scheme_path = input_uri.split("://", 1)[1] if "://" in input_uri else input_uri
+    glob = uris.has_glob(scheme_path)
+    base = uris.glob_base(scheme_path) if glob else scheme_path
+    prefix = input_uri.split("://", 1)[0] + "://" if "://" in input_uri else ""
+    base_key = uris.location_key(prefix + base)
+    pattern = (re.compile(storage.glob_translate(base_key.path + scheme_path[len(base):]))
+               if glob else None)
+    for name in OUTPUT_SAMPLE_NAMES:
+        written = f"{output.path}/{name}"
+        if not written.startswith(base_key.path.rstrip("/") + "/"):
+            continue
+        key = written[len(base_key.path.rstrip("/")) + 1:]
+        if storage.is_hidden(key):
+            continue
+        if pattern is None or pattern.match(written):
+            return True
+    return False
+
+
+def check_overlap(job: JobConfig) -> None:
+    """Refuse a job whose output could be read back as its input, or whose input lies
+    at or under its output prefix (where runs write and ``--restart`` deletes).
+
+    Checked before anything is read or written, so that a first run cannot commit a
+    dataset that its rerun would then take for new input.
+    """
+    out = uris.location_key(job.output.uri)
+    many = len(job.input.uris) > 1
+    for i, uri in enumerate(job.input.uris):
+        field = f"input.uri[{i}]" if many else "input.uri"
+        path = uri.split("://", 1)[1] if "://" in uri else uri
+        base = uris.glob_base(path) if uris.has_glob(path) else path
+        scheme = uri.split("://", 1)[0] + "://" if "://" in uri else ""
+        root = uris.location_key(scheme + base)
+        if out.contains(root):
+            raise ConfigError(
+                f"{field} {uri} lies at or under output.uri {job.output.uri}: runs write "
+                "shards, markers and rejects there and --restart deletes them, so input and "
+                "output would be mixed.",
+                hint="Keep the input outside the output prefix: point output.uri (or "
+                     "--output) at a folder of its own, e.g. a sibling of the input folder.")
+        if root.contains(out) and _reaches(uri, out):
+            raise ConfigError(
+                f"output.uri {job.output.uri} lies under {field} {uri}: the shards, rejects "
+                "and manifest written there would be listed as new input by the next run of "
+                "this job.",
+                hint="Point output.uri (or --output) outside the input folder, narrow the "
+                     "input with a glob that cannot match the output (raw/*.jsonl), or name "
+                     "the output folder with a leading '_' so that listings skip it.")
+
+
+def _inside_output(job: JobConfig, listed: list[storage.Listed]) -> None:
+    """No listed input may be a file under the output prefix (reached through a link)."""
+    out = uris.location_key(job.output.uri)
+    for item in listed:
+        if out.contains(uris.location_key(item.uri)):
+            raise ConfigError(
+                f"the input {item.uri} lies under output.uri {job.output.uri} (through a "
+                "symbolic link?): the output is never read as input.",
+                hint="Remove the link, or exclude it from input.uri.")
+
+
+def hidden_note(hidden: list[str] | tuple[str, ...]) -> str:
+    """Says which files were skipped for their names, or nothing when none were."""
+    if not hidden:
+        return ""
+    shown = ", ".join(hidden[:3]) + (f" and {len(hidden) - 3} more" if len(hidden) > 3 else "")
+    return (f"; {len(hidden)} file(s) were skipped because a name in their path starts with "
+            f"'.' or '_' (markers and temporaries, as Spark and Hadoop skip them): {shown}")
 
 
 def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
-    listed = _listed(job, storage_opts)
+    listed, hidden = _listed(job, storage_opts)
     if not listed:
         uris = job.input.uris
         shown = uris[0] if len(uris) == 1 else f"{uris[0]} (and {len(uris) - 1} more URIs)"
+        hint = ("Check input.uri (globs such as **/*.jsonl.zst are allowed), and that the "
+                "bucket and prefix exist.")
+        if hidden:
+            hint = ("Rename the files (or the folder) without the leading '.' or '_' if "
+                    "they are inputs.")
         raise StorageNotFoundError(
-            shown, "list", "no input files match", endpoint=storage.endpoint_of(
-                uris[0], storage_opts),
-            hint="Check input.uri (globs such as **/*.jsonl.zst are allowed), and that the "
-                 "bucket and prefix exist.")
+            shown, "list", "no input files match" + hidden_note(hidden),
+            endpoint=storage.endpoint_of(uris[0], storage_opts), hint=hint)
+    if hidden:
+        log.info("skipped %d hidden file(s) under the input%s", len(hidden), hidden_note(hidden))
+    _inside_output(job, listed)
     files = []
     for item in listed:
         fmt, compression = detect(item.key, job.input.format)

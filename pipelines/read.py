@@ -40,7 +40,7 @@ from pipelines import storage
 from pipelines.defaults import DEFAULT_BATCH_CHARS
 from pipelines.errors import InputError, TokenyardError
 from pipelines.records import Slice, UnitOptions
-from pipelines.streams import StreamDamaged, chunks
+from pipelines.streams import StreamDamaged, chunks, read_ahead
 
 #: plain-text files larger than this are streamed, never held as one string
 STREAM_TEXT_BYTES = 16 * 2**20
@@ -200,48 +200,13 @@ class UnitReader:
             return base_line + rel
 
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
-        compression = s.file.compression
         rel = -1  # index in the slice of the last line read
         try:
             with storage.open_input(s.file.uri, opts.storage) as f:
-                pos = s.start
-                if s.start > 0:  # the line under way at the cut belongs to the slice before
-                    f.seek(s.start - 1)
-                    pos = s.start - 1 + len(f.readline())
-                stop = s.stop if compression is None else float("inf")
-                parts: list[bytes] = []  # a line that spans chunks
-                stream = chunks(f, compression, size=READ_CHUNK_BYTES)
-                while pos < stop:
-                    try:
-                        chunk = next(stream, None)
-                    except StreamDamaged as err:
-                        where = f"after line {line_no(rel)}" if rel >= 0 else "at its start"
-                        yield Reject(key, f"the {compression} stream is truncated or corrupt "
-                                          f"{where} ({err.reason}); the rest of the file "
-                                          "cannot be read", line=line_no(rel + 1))
-                        return
-                    if chunk is None:
-                        lines = [b"".join(parts)] if parts else []
-                        parts = []
-                    else:
-                        lines = chunk.split(b"\n")
-                        if parts:
-                            if len(lines) == 1:
-                                parts.append(chunk)
-                                continue
-                            lines[0] = b"".join([*parts, lines[0]])
-                            parts = []
-                        tail = lines.pop()
-                        if tail:
-                            parts.append(tail)
-                    for line in lines:
-                        if pos >= stop:
-                            break
-                        offset = pos
-                        pos += len(line) + 1
+                lines = _lines(f, s)
+                try:
+                    for offset, line in lines:
                         rel += 1
-                        if offset == 0 and line.startswith(BOM):
-                            line = line[len(BOM):]
                         try:
                             record = loads(line)
                         except decode_error:
@@ -256,12 +221,17 @@ class UnitReader:
                                                 lambda: line_no(rel))
                         if slow is not None:
                             yield slow
-                    if chunk is None:
-                        break
+                except StreamDamaged as err:
+                    where = f"after line {line_no(rel)}" if rel >= 0 else "at its start"
+                    yield Reject(key, f"the {s.file.compression} stream is truncated or corrupt "
+                                      f"{where} ({err.reason}); the rest of the file cannot be "
+                                      "read", line=line_no(rel + 1))
+                finally:
+                    lines.close()  # a read-ahead thread stops before the file closes
         except TokenyardError:
             raise
         except Exception as err:
-            _raise_storage(err, s.file.uri, opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage)
 
     def _doc_id(self, record: dict, line: bytes, key: str, offset: int) -> str:
         id_field = self.options.id_field
@@ -382,7 +352,7 @@ class UnitReader:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             yield Reject(key, f"not a readable Parquet file ({err})", row=s.first_row)
         except Exception as err:
-            _raise_storage(err, s.file.uri, opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage)
 
     # -- plain text -----------------------------------------------------------------
 
@@ -421,11 +391,57 @@ class UnitReader:
         except TokenyardError:
             raise
         except Exception as err:
-            _raise_storage(err, s.file.uri, opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage)
         if streamed:
             yield StreamedText(s.file.uri, opts.storage, s.file.compression, key)
         else:
             yield Document("".join(held), key)
+
+
+def _lines(f, s: Slice) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of every line that starts in the slice, without its newline.
+
+    A BOM before the first line of the file is dropped. Remote files are read ahead in a
+    thread. A damaged compressed stream raises :class:`StreamDamaged` after the last
+    complete line before the damage.
+    """
+    pos = s.start
+    if s.start > 0:  # the line under way at the cut belongs to the slice before
+        f.seek(s.start - 1)
+        pos = s.start - 1 + len(f.readline())
+    stop = s.stop if s.file.compression is None else float("inf")
+    stream = chunks(f, s.file.compression, size=READ_CHUNK_BYTES)
+    if not storage.is_local(s.file.uri):  # download while the caller tokenizes
+        stream = read_ahead(stream)
+    parts: list[bytes] = []  # a line that spans chunks
+    try:
+        while pos < stop:
+            chunk = next(stream, None)
+            if chunk is None:  # the end: a last line without a newline
+                lines = [b"".join(parts)] if parts else []
+            else:
+                lines = chunk.split(b"\n")
+                if parts:
+                    if len(lines) == 1:
+                        parts.append(chunk)
+                        continue
+                    lines[0] = b"".join([*parts, lines[0]])
+                    parts = []
+                tail = lines.pop()
+                if tail:
+                    parts.append(tail)
+            for line in lines:
+                if pos >= stop:
+                    return
+                offset = pos
+                pos += len(line) + 1
+                if offset == 0 and line.startswith(BOM):
+                    line = line[len(BOM):]
+                yield offset, line
+            if chunk is None:
+                return
+    finally:
+        stream.close()
 
 
 def _text_problem(text, name: str) -> str | None:
@@ -442,10 +458,3 @@ def _text_problem(text, name: str) -> str | None:
                     f"character {err.start}), which is not valid Unicode")
     return None
 
-
-def _raise_storage(err: Exception, uri: str, storage_opts: dict):
-    """Re-raise a storage failure as the error tree's; anything else (a bug) unchanged."""
-    translated = storage.translate_error(err, uri, "read", storage_opts)
-    if translated is err:
-        raise err
-    raise translated from err

@@ -16,6 +16,7 @@ them all again with HF.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,10 +32,19 @@ from pipelines import commit as commit_mod
 from pipelines import storage, worker_env
 from pipelines.config import JobConfig
 from pipelines.engines import get_engine_class
-from pipelines.errors import (BackendMismatchError, ConfigError, PlanMismatchError,
-                              RunFailedError, StorageNotFoundError, TokenizerError)
+from pipelines.errors import (
+    BackendMismatchError,
+    ConfigError,
+    PlanMismatchError,
+    RunFailedError,
+    StorageAccessError,
+    StorageError,
+    StorageNotFoundError,
+    TokenizerError,
+    TransientStorageError,
+)
 from pipelines.identity import BackendChoice, choose_backend
-from pipelines.plan import differences, make_plan
+from pipelines.plan import check_overlap, differences, make_plan
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import Plan, UnitOptions, dumps
 from pipelines.task import backend_switch_uri
@@ -43,7 +53,7 @@ log = logging.getLogger(__name__)
 
 #: units read, and characters taken from them, for the backend's qualification sample
 QUALIFY_SAMPLE_UNITS = 8
-QUALIFY_SAMPLE_BYTES = 256 * 2**10
+QUALIFY_SAMPLE_BYTES = 128 * 2**10
 
 
 def storage_of(job: JobConfig) -> dict:
@@ -51,20 +61,41 @@ def storage_of(job: JobConfig) -> dict:
     return storage.storage_options(s.endpoint_url, s.region, s.anon, s.profile)
 
 
+def _tokenizer_folder(path: str, storage_opts: dict) -> TokenizerError:
+    inside = storage.join(path, "tokenizer.json")
+    hint = (f"Point tokenizer.path at the file inside it: {inside}."
+            if storage.exists(inside, storage_opts) else
+            "Point tokenizer.path at a tokenizers JSON file (tokenizer.json), not its folder.")
+    return TokenizerError(f"tokenizer.path {path} is a folder, not a tokenizers JSON file.",
+                          hint=hint)
+
+
 def read_tokenizer(job: JobConfig, storage_opts: dict) -> tuple[bytes, dict]:
-    """The tokenizer file's bytes and its description for the plan and manifest."""
+    """The tokenizer file's bytes and its description for the plan and manifest.
+
+    A missing file, a folder, or a file tokenizers cannot load is the user's mistake
+    (:class:`TokenizerError`, exit 2, naming ``tokenizer.path``); a storage failure keeps
+    its class (transient failures stay transient, so they are retried).
+    """
     from pipelines.tokenize import get_encoder
 
     path = job.tokenizer.path
     try:
         data = storage.read_bytes(path, storage_opts)
-    except StorageNotFoundError:
+    except (TransientStorageError, StorageAccessError):
+        raise
+    except StorageError as err:
+        if storage.is_folder(path, storage_opts):
+            raise _tokenizer_folder(path, storage_opts) from None
+        if not isinstance(err, StorageNotFoundError):
+            raise
         raise TokenizerError(
             f"the tokenizer file {path} does not exist.",
             hint="Set tokenizer.path to a tokenizers JSON file (local or s3://), or make one "
                  "with 'tokenyard train-tokenizer'.") from None
     encoder = get_encoder(data, eos=job.tokenizer.eos, bos=job.tokenizer.bos,
-                          max_segment_chars=job.tokenizer.max_segment_chars)
+                          max_segment_chars=job.tokenizer.max_segment_chars,
+                          name=f"tokenizer.path {path}")
     return data, {
         "name": posixpath.basename(path.rstrip("/")),
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -100,13 +131,21 @@ def unit_options(job: JobConfig, plan: Plan, storage_opts: dict,
     )
 
 
-def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict) -> BackendChoice:
-    """The backend a run of this job uses and why; see :mod:`pipelines.identity`."""
+def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict, runner=None, *,
+                       tokenizer_bytes: bytes | None = None,
+                       ignore_switch: bool = False) -> BackendChoice:
+    """The backend a run of this job uses and why; see :mod:`pipelines.identity`.
+
+    ``runner(fn, *args)`` runs the identity check where the engine says (a worker has
+    the backends loaded, or loads them for its units anyway); in this process by
+    default. A dataset that switched to HF after a mismatch stays on HF unless
+    ``ignore_switch`` (``--restart`` deletes the record of it).
+    """
     from pipelines.sample import sample_texts
 
     output_uri = job.output.uri.rstrip("/")
     requested = job.tokenizer.backend
-    switched = _backend_switch(output_uri, storage_opts)
+    switched = None if ignore_switch else _backend_switch(output_uri, storage_opts)
     if switched is not None and requested != "hf":
         if requested == "fastokens":
             raise ConfigError(
@@ -116,16 +155,19 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict) -> Backen
                      "--restart.")
         return BackendChoice(requested, "hf", f"an earlier run of this dataset switched to "
                                               f"hf: {switched}")
-    data = storage.read_bytes(job.tokenizer.path, storage_opts)
+    if tokenizer_bytes is None:
+        tokenizer_bytes = storage.read_bytes(job.tokenizer.path, storage_opts)
     options = unit_options(job, plan, storage_opts)
     return choose_backend(
-        requested, data.decode("utf-8"), plan.tokenizer["sha256"], name=job.tokenizer.path,
-        split_special_tokens=job.tokenizer.split_special_tokens,
+        requested, tokenizer_bytes.decode("utf-8"), plan.tokenizer["sha256"],
+        name=job.tokenizer.path, split_special_tokens=job.tokenizer.split_special_tokens,
         sample=lambda: sample_texts(plan, options, QUALIFY_SAMPLE_BYTES,
-                                    max_units=QUALIFY_SAMPLE_UNITS))
+                                    max_units=QUALIFY_SAMPLE_UNITS),
+        **({"runner": runner} if runner is not None else {}))
 
 
 def _backend_switch(output_uri: str, storage_opts: dict) -> str | None:
+    """Why the dataset switched to HF (``_backend.json``), or None."""
     try:
         raw = storage.read_bytes(backend_switch_uri(output_uri), storage_opts)
     except StorageNotFoundError:
@@ -136,16 +178,82 @@ def _backend_switch(output_uri: str, storage_opts: dict) -> str | None:
         return "a mismatch"
 
 
+@dataclass(frozen=True)
+class Survey:
+    """A job's plan and what its output prefix holds now; made without writing anything."""
+
+    job: JobConfig
+    plan: Plan
+    storage: dict
+    #: the plan saved under the prefix by an earlier run, if any
+    saved: Plan | None
+    #: the manifest under the prefix, whichever job committed it
+    manifest: dict | None
+    #: the tokenizer file's bytes
+    tokenizer_bytes: bytes = b""
+
+    @property
+    def output_uri(self) -> str:
+        return self.job.output.uri.rstrip("/")
+
+    @property
+    def committed(self) -> bool:
+        """This very job (same fingerprint) is committed under the prefix."""
+        return self.manifest is not None and \
+            self.manifest.get("fingerprint") == self.plan.fingerprint
+
+    @property
+    def differences(self) -> list[str]:
+        """Why the saved plan is another job's; empty when it is this job's or absent."""
+        if self.saved is None or self.saved.fingerprint == self.plan.fingerprint:
+            return []
+        return differences(self.saved, self.plan)
+
+    def mismatch(self) -> PlanMismatchError:
+        totals = (self.manifest or {}).get("totals") if self.manifest is not None and \
+            self.manifest.get("fingerprint") == self.saved.fingerprint else None
+        return PlanMismatchError(self.output_uri, self.differences, committed=totals)
+
+
+def survey(job: JobConfig) -> Survey:
+    """Plan the job and read what its output prefix holds; touches nothing.
+
+    Everything a run can check before it writes is checked here: the locations, that
+    the output cannot be read back as input (``check_overlap``), that a local output
+    is a folder this user may write, the tokenizer, and the inputs.
+    """
+    storage_opts = storage_of(job)
+    output_uri = job.output.uri.rstrip("/")
+    check_overlap(job)
+    storage.check_output_folder(output_uri, storage_opts, field="output.uri")
+    data, tokenizer = read_tokenizer(job, storage_opts)
+    saved = commit_mod.load_plan(output_uri, storage_opts)
+    plan = make_plan(_with_saved_unit_size(job, saved), tokenizer, storage_opts)
+    return Survey(job, plan, storage_opts, saved,
+                  commit_mod.load_manifest(output_uri, storage_opts), data)
+
+
+def _with_saved_unit_size(job: JobConfig, saved: Plan | None) -> JobConfig:
+    """Under ``target_unit_bytes: auto``, a dataset keeps the unit size it was planned
+    with, so that a rerun resumes it even after the input grew or the rule changed."""
+    if saved is None or job.plan.target_unit_bytes != "auto":
+        return job
+    size = saved.options.get("target_unit_bytes")
+    return job.with_overrides(**{"plan.target_unit_bytes": size}) if isinstance(size, int) \
+        else job
+
+
 def plan_job(job: JobConfig) -> Plan:
     """The plan a run would make; touches nothing."""
-    storage_opts = storage_of(job)
-    _, tokenizer = read_tokenizer(job, storage_opts)
-    saved = commit_mod.load_plan(job.output.uri.rstrip("/"), storage_opts)
-    return make_plan(_with_saved_unit_size(job, saved), tokenizer, storage_opts)
+    return survey(job).plan
 
 
 @dataclass(frozen=True)
 class RunSummary:
+    """What a run did. Totals (``documents``, ``tokens``, ...) are the whole dataset's,
+    units finished by earlier runs included; ``run_*`` counts only this run's units, and
+    ``tokens_per_s`` is this run's tokens over this run's ``seconds``."""
+
     output_uri: str
     run_id: str
     engine: str
@@ -161,11 +269,14 @@ class RunSummary:
     retries: int
     already_committed: bool
     manifest: dict
+    run_documents: int = 0
+    run_tokens: int = 0
+    run_input_bytes: int = 0
     #: the tokenizer backend that ran, and why (None when no unit ran)
     backend: str | None = None
     backend_reason: str | None = None
-    #: seconds the driver spent qualifying the backend, the units spent in workers, and
-    #: the units' identity checks spent of that
+    #: seconds the backend's qualification took, the units took in workers, and the
+    #: units' identity checks took of that
     qualification_seconds: float = 0.0
     unit_seconds: float = 0.0
     check_seconds: float = 0.0
@@ -173,100 +284,159 @@ class RunSummary:
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+        return self.run_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def input_mb_per_s(self) -> float:
+        return self.run_input_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+#: what a run writes under its prefix, and what ``--restart`` deletes (``_runs/`` stays)
+RESTART_FILES = ("manifest.json", "_plan.json", "_backend.json")
+RESTART_FOLDERS = ("_units", "shards", "rejects")
+
+
+@dataclass(frozen=True)
+class Restart:
+    """What ``--restart`` would delete under a prefix, described before it does."""
+
+    output_uri: str
+    names: tuple[str, ...]
+    manifest: dict | None
+
+    def describe(self) -> str:
+        shards = sum(1 for n in self.names if n.startswith("shards/"))
+        markers = sum(1 for n in self.names if n.startswith("_units/"))
+        what = f"{len(self.names)} file(s) under {self.output_uri}"
+        if self.manifest is not None:
+            totals = self.manifest.get("totals", {})
+            return (f"--restart: deleting {what}: the committed dataset of job "
+                    f"{self.manifest.get('job')!r} ({len(self.manifest.get('shards', []))} "
+                    f"shards, {totals.get('documents', 0):,} documents, "
+                    f"{totals.get('tokens', 0):,} tokens) with its plan, markers and rejects")
+        return (f"--restart: deleting {what}: an uncommitted run's plan, {markers} unit "
+                f"marker(s), {shards} shard file(s) and rejects")
+
+
+def restart_targets(output_uri: str, storage_opts: dict,
+                    manifest: dict | None = None) -> Restart | None:
+    """What ``--restart`` would delete under the prefix; None when nothing."""
+    names = tuple(n for n in storage.list_names(output_uri, storage_opts)
+                  if n in RESTART_FILES or n.split("/", 1)[0] in RESTART_FOLDERS)
+    return Restart(output_uri, names, manifest) if names else None
 
 
 def restart_prefix(output_uri: str, storage_opts: dict) -> None:
     """Delete what a previous job left under the prefix (manifest first)."""
-    for name in ("manifest.json", "_plan.json"):
+    for name in RESTART_FILES:
         storage.remove(storage.join(output_uri, name), storage_opts)
-    storage.remove(backend_switch_uri(output_uri), storage_opts)
-    for sub in ("_units", "shards", "rejects"):
+    for sub in RESTART_FOLDERS:
         storage.remove(storage.join(output_uri, sub), storage_opts, recursive=True)
+
+
+def _restart(found: Survey, doomed: Restart, progress: Progress) -> Survey:
+    """Say what ``--restart`` deletes, delete it; the survey of the emptied prefix."""
+    message = doomed.describe()
+    log.warning("%s", message)
+    progress.note(message)
+    restart_prefix(found.output_uri, found.storage)
+    return dataclasses.replace(found, saved=None, manifest=None)
 
 
 def prepare(job: JobConfig, *, restart: bool = False) -> tuple[Plan, dict, bool]:
     """Plan, check against the saved plan, save it; returns (plan, storage, committed)."""
-    storage_opts = storage_of(job)
-    output_uri = job.output.uri.rstrip("/")
-    _, tokenizer = read_tokenizer(job, storage_opts)
-    saved = commit_mod.load_plan(output_uri, storage_opts)
-    if saved is not None and restart:
-        log.warning("restarting %s: deleting what earlier runs wrote there", output_uri)
-        restart_prefix(output_uri, storage_opts)
-        saved = None
-    job = _with_saved_unit_size(job, saved)
-    plan = make_plan(job, tokenizer, storage_opts)
-    if saved is not None and saved.fingerprint != plan.fingerprint:
-        raise PlanMismatchError(output_uri, differences(saved, plan))
+    found = survey(job)
+    doomed = restart_targets(found.output_uri, found.storage, found.manifest) if restart \
+        else None
+    if doomed is not None:
+        found = _restart(found, doomed, NO_PROGRESS)
+    saved = found.saved
+    if saved is not None and saved.fingerprint != found.plan.fingerprint:
+        raise found.mismatch()
     if saved is None:
-        storage.write_bytes(commit_mod.plan_uri(output_uri), plan.to_json(), storage_opts)
-    manifest = commit_mod.load_manifest(output_uri, storage_opts)
-    committed = manifest is not None and manifest.get("fingerprint") == plan.fingerprint
-    return plan, storage_opts, committed
+        storage.write_bytes(commit_mod.plan_uri(found.output_uri), found.plan.to_json(),
+                            found.storage)
+    return found.plan, found.storage, found.committed
 
 
-def _with_saved_unit_size(job: JobConfig, saved: Plan | None) -> JobConfig:
-    """Under ``target_unit_bytes: auto``, a dataset keeps the unit size it was planned
-    with, so that a rerun resumes it even after the input grew or the rule changed."""
-    if saved is None or job.plan.target_unit_bytes != "auto":
-        return job
-    size = saved.options.get("target_unit_bytes")
-    return job.with_overrides(**{"plan.target_unit_bytes": size}) if isinstance(size, int) \
-        else job
+def new_run_id() -> str:
+    """A run's id: its UTC start to the millisecond, then random hex, so that the run
+    records under ``_runs/`` sort in the order the runs started."""
+    now = time.time()
+    return (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-"
+            + uuid.uuid4().hex[:8])
 
 
 def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PROGRESS,
             engine_kwargs: dict | None = None) -> RunSummary:
-    """Run a job to a committed dataset (or resume it); raises RunFailedError."""
+    """Run a job to a committed dataset (or resume it); raises RunFailedError.
+
+    Everything that can be checked is checked before the first write: the survey, the
+    engine's backend and the engine itself (a cluster started, a scheduler reached), so
+    a run never writes, or deletes for ``--restart``, and then fails for a reason it
+    could have known.
+    """
     started = time.monotonic()
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-    output_uri = job.output.uri.rstrip("/")
+    run_id = new_run_id()
     # the driver's own encoding (the backend's checks) runs on one thread: the cores are
     # the workers'
     worker_env.apply()
-    plan, storage_opts, committed = prepare(job, restart=restart)
-    if committed:
-        manifest = commit_mod.load_manifest(output_uri, storage_opts)
-        totals = manifest["totals"]
+    found = survey(job)
+    output_uri, storage_opts, plan = found.output_uri, found.storage, found.plan
+    if found.saved is not None and found.differences and not restart:
+        raise found.mismatch()
+    if found.committed and not restart:
+        totals = found.manifest["totals"]
         progress.note(f"{output_uri} is committed already; nothing to do")
         return RunSummary(output_uri, run_id, job.engine.kind, len(plan.units), 0,
                           len(plan.units), totals["documents"], totals["tokens"],
                           totals["rejected"], totals["records"], totals["input_bytes"],
-                          time.monotonic() - started, 0, True, manifest)
-    done = commit_mod.done_units(plan, output_uri, storage_opts)
-    pending = [u for u in plan.units if u.index not in done]
-    progress.start(plan, len(pending), list(done.values()))
+                          time.monotonic() - started, 0, True, found.manifest)
     engine_cls = get_engine_class(job.engine.kind)
     kwargs = {"job_name": job.name, **(engine_kwargs or {})}
     if engine_cls.name == "local":
-        # workers load the tokenizer while the driver checks the backend
+        # its workers load the tokenizer while the driver checks the backend
         kwargs.setdefault("preload", unit_options(job, plan, storage_opts))
+    doomed = restart_targets(output_uri, storage_opts, found.manifest) if restart else None
+    done = {} if doomed else commit_mod.done_units(plan, output_uri, storage_opts)
+    pending = [u for u in plan.units if u.index not in done]
     stats = _RunStats()
     choice: BackendChoice | None = None
-    try:
+    with contextlib.ExitStack() as stack:
+        # start or reach the workers and choose the backend before the first write, so
+        # that an unreachable scheduler or a backend that cannot run fails a run that has
+        # changed nothing
+        engine = stack.enter_context(engine_cls(job.engine, progress, **kwargs)) \
+            if pending else None
         if pending:
-            with engine_cls(job.engine, progress, **kwargs) as engine:
-                choice = choose_job_backend(job, plan, storage_opts)
-                progress.note(f"tokenizer backend: {choice.backend} ({choice.reason})")
-                log.info("tokenizer backend %s: %s", choice.backend, choice.reason)
+            choice = choose_job_backend(job, plan, storage_opts, getattr(engine, "call", None),
+                                        tokenizer_bytes=found.tokenizer_bytes,
+                                        ignore_switch=doomed is not None)
+            progress.note(f"tokenizer backend: {choice.backend} ({choice.reason})")
+            log.info("tokenizer backend %s: %s", choice.backend, choice.reason)
+        if doomed is not None:
+            found = _restart(found, doomed, progress)
+        if found.saved is None:
+            storage.write_bytes(commit_mod.plan_uri(output_uri), plan.to_json(), storage_opts)
+        progress.start(plan, len(pending), list(done.values()))
+        try:
+            if pending:
                 options = unit_options(job, plan, storage_opts, choice.backend)
                 outcome = engine.run(options, pending)
                 stats.add(outcome)
                 mismatch = _mismatch_of(outcome)
                 if mismatch is not None and options.requested_backend == "auto":
                     choice = _switch_to_hf(choice, mismatch, output_uri, storage_opts, progress)
-                    done = {}
-                    pending = list(plan.units)
+                    done, pending = {}, list(plan.units)
                     outcome = engine.run(dataclasses.replace(options, backend="hf"), pending)
                     stats.add(outcome)
-            if outcome.failures:
-                first = outcome.failures[min(outcome.failures)]
-                raise RunFailedError(sorted(outcome.failures), first, output_uri)
-            done.update(outcome.results)
-        manifest = commit_mod.commit(plan, output_uri, storage_opts, done)
-    finally:
-        progress.close()
+                if outcome.failures:
+                    first = outcome.failures[min(outcome.failures)]
+                    raise RunFailedError(sorted(outcome.failures), first, output_uri) from first
+                done.update(outcome.results)
+            manifest = commit_mod.commit(plan, output_uri, storage_opts, done)
+        finally:
+            progress.close()
     totals = manifest["totals"]
     summary = RunSummary(
         output_uri=output_uri, run_id=run_id, engine=job.engine.kind, units=len(plan.units),
@@ -274,7 +444,8 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
         documents=totals["documents"], tokens=totals["tokens"], rejected=totals["rejected"],
         records=totals["records"], input_bytes=totals["input_bytes"],
         seconds=time.monotonic() - started, retries=stats.retries, already_committed=False,
-        manifest=manifest, backend=choice.backend if choice else None,
+        manifest=manifest, run_documents=stats.documents, run_tokens=stats.tokens,
+        run_input_bytes=stats.input_bytes, backend=choice.backend if choice else None,
         backend_reason=choice.reason if choice else None,
         qualification_seconds=choice.qualification_seconds if choice else 0.0,
         unit_seconds=stats.unit_seconds, check_seconds=stats.check_seconds,
@@ -285,19 +456,34 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
 
 @dataclass
 class _RunStats:
-    """What the units of this run measured, summed over the engine's runs."""
+    """What this run's units did and measured, over the engine's runs (a switch to HF
+    runs the units again: the last result of each unit counts)."""
 
     retries: int = 0
+    results: dict = dataclasses.field(default_factory=dict)
     unit_seconds: float = 0.0
     check_seconds: float = 0.0
     checked_documents: int = 0
 
     def add(self, outcome) -> None:
         self.retries += outcome.retries
+        self.results.update(outcome.results)
         for result in outcome.results.values():
             self.unit_seconds += result.seconds
             self.check_seconds += result.check_seconds
             self.checked_documents += result.checked_documents
+
+    @property
+    def documents(self) -> int:
+        return sum(r.documents for r in self.results.values())
+
+    @property
+    def tokens(self) -> int:
+        return sum(r.tokens for r in self.results.values())
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(r.input_bytes for r in self.results.values())
 
 
 def _mismatch_of(outcome) -> BackendMismatchError | None:
@@ -333,9 +519,13 @@ def write_run_record(summary: RunSummary, job: JobConfig, storage_opts: dict) ->
         "units_run": summary.units_run,
         "units_skipped": summary.units_skipped,
         "retries": summary.retries,
-        "documents": summary.documents,
-        "tokens": summary.tokens,
+        "documents": summary.run_documents,
+        "tokens": summary.run_tokens,
+        "input_bytes": summary.run_input_bytes,
         "tokens_per_s": round(summary.tokens_per_s, 1),
+        "input_mb_per_s": round(summary.input_mb_per_s, 3),
+        "dataset_documents": summary.documents,
+        "dataset_tokens": summary.tokens,
         "tokenizer_sha256": summary.manifest.get("tokenizer", {}).get("sha256"),
         "backend": summary.backend,
         "backend_reason": summary.backend_reason,
@@ -343,8 +533,6 @@ def write_run_record(summary: RunSummary, job: JobConfig, storage_opts: dict) ->
         "qualification_seconds": round(summary.qualification_seconds, 3),
         "identity_check_seconds": round(summary.check_seconds, 3),
         "checked_documents": summary.checked_documents,
-        "input_mb_per_s": round(summary.input_bytes / 1e6 / summary.seconds, 3)
-        if summary.seconds else 0.0,
     }
     uri = storage.join(summary.output_uri, "_runs", f"{summary.run_id}.json")
     try:

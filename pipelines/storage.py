@@ -1,8 +1,16 @@
 """The storage boundary: fsspec/s3fs filesystems, listing, atomic writes, retries.
 
 Everything above this module speaks in URIs (``s3://bucket/key``, ``file:///x``, plain
-paths) and tokenyard errors; backend exceptions (botocore, aiohttp, OSError) are
-translated here, once, by error code and type, never by message text.
+paths) and tokenyard errors; backend exceptions are translated here, once, by error code
+and type, never by message text.
+
+The translation rule (:func:`translate_error`): only storage failures are translated,
+that is ``OSError`` and its subclasses and the exceptions of the storage backends
+(botocore, aiobotocore, aiohttp, urllib3, fsspec, s3fs). Anything else (``TypeError``,
+``AttributeError``, ``KeyError``, ``ValueError`` ...) is a programming error: it is
+returned unchanged, and every caller re-raises it as it is (:func:`raise_translated`),
+never wrapped as "could not read", so that ``--debug`` shows where the bug is.
+Tokenyard errors pass through unchanged too.
 
 Writes become visible only when cleanly closed: a local file is written beside its
 final name and renamed; an S3 object is a single PUT or a multipart upload completed
@@ -12,23 +20,30 @@ Credentials are never passed here: s3fs finds them through the standard AWS chai
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import errno
 import io
 import hashlib
 import logging
 import os
 import random
+import re
+import stat as stat_mod
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.utils import glob_translate
 
+from pipelines import uris
 from pipelines.errors import (
+    ConfigError,
     StorageAccessError,
     StorageError,
     StorageNotFoundError,
@@ -82,12 +97,16 @@ class RetryPolicy:
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn()
-            except Exception as err:  # translated below, re-raised as tokenyard errors
+            except Exception as err:
                 translated = translate_error(err, uri, operation, storage)
+                if translated is err and not isinstance(err, TokenyardError):
+                    raise  # a programming error: as it is, never retried
                 delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
                 delay *= 0.5 + random.random() / 2
                 late = time.monotonic() - started + delay > self.deadline_s
                 if not translated.transient or attempt == self.attempts or late:
+                    if translated is err:
+                        raise
                     raise translated from err
                 log.info("%s %s failed (%s); retry %d/%d in %.1fs", operation, uri,
                          translated.reason, attempt, self.attempts - 1, delay)
@@ -122,6 +141,10 @@ def storage_options(endpoint_url: str | None = None, region: str | None = None,
 
 def is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file://")
+
+
+def protocol_of(uri: str) -> str:
+    return uri.split("://", 1)[0] if "://" in uri else "file"
 
 
 def endpoint_of(uri: str, storage: dict | None) -> str | None:
@@ -160,6 +183,13 @@ def get_fs(uri: str, storage: dict | None = None) -> tuple[fsspec.AbstractFileSy
     """The filesystem for a URI and the path within it."""
     if uri.startswith("s3a://"):
         uri = "s3://" + uri[len("s3a://"):]
+    protocol = protocol_of(uri)
+    if protocol not in uris.SUPPORTED_SCHEMES:
+        uris.check_location(uri, "the location")  # raises, naming the supported schemes
+    if protocol == "s3":
+        uris.check_endpoint_env()
+        if storage and storage.get("endpoint_url"):
+            uris.check_endpoint(storage["endpoint_url"], "storage.endpoint_url")
     try:
         fs, path = url_to_fs(uri, **_fs_kwargs(uri, storage))
     except ImportError as err:
@@ -221,10 +251,27 @@ def _is_credentials_error(err: BaseException) -> bool:
                          "CredentialRetrievalError", "ProfileNotFound"})
 
 
+#: root packages whose exceptions are storage backend failures
+BACKEND_PACKAGES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3", "fsspec", "s3fs"})
+
+
+def is_backend_error(err: BaseException) -> bool:
+    """A storage failure: an ``OSError``, a timeout, or an exception of a storage backend
+    package."""
+    if isinstance(err, (OSError, asyncio.TimeoutError, concurrent.futures.TimeoutError)):
+        return True
+    return any(cls.__module__.split(".", 1)[0] in BACKEND_PACKAGES
+               for cls in type(err).__mro__[:-1])
+
+
 def translate_error(err: BaseException, uri: str, operation: str,
-                    storage: dict | None = None) -> TokenyardError:
-    """Map a backend exception to the tokenyard error tree."""
-    if isinstance(err, TokenyardError):
+                    storage: dict | None = None) -> BaseException:
+    """Map a storage failure to the tokenyard error tree.
+
+    Tokenyard errors and programming errors (anything :func:`is_backend_error` rejects)
+    come back unchanged: re-raise those as they are (:func:`raise_translated`).
+    """
+    if isinstance(err, TokenyardError) or not is_backend_error(err):
         return err
     endpoint = endpoint_of(uri, storage)
     chain: list[BaseException] = []
@@ -240,6 +287,11 @@ def translate_error(err: BaseException, uri: str, operation: str,
                  "Identity); set storage.anon: true for public buckets.")
     code = _error_code(err)
     if code in ACCESS_CODES or (code is None and isinstance(err, PermissionError)):
+        if is_local(uri):
+            return StorageAccessError(
+                uri, operation, "permission denied", endpoint=endpoint,
+                hint="This user may not do that there: check the folder's owner and mode "
+                     "(a read-only folder or file system?), or choose another location.")
         return StorageAccessError(
             uri, operation, f"access denied ({code or 'permission error'})", endpoint=endpoint,
             hint="Check that the role or credentials in use may do this on that bucket "
@@ -252,8 +304,23 @@ def translate_error(err: BaseException, uri: str, operation: str,
             uri, operation, reason, endpoint=endpoint,
             hint="This was retried with backoff; check the endpoint and the network, then "
                  "run again: finished units are kept.")
+    if is_local(uri) and isinstance(err, NotADirectoryError):
+        return StorageError(uri, operation, "a part of that path is a file, not a folder",
+                            endpoint=endpoint)
+    if is_local(uri) and isinstance(err, IsADirectoryError):
+        return StorageError(uri, operation, "it is a folder, not a file", endpoint=endpoint)
     detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
     return StorageError(uri, operation, detail, endpoint=endpoint)
+
+
+def raise_translated(err: BaseException, uri: str, operation: str,
+                     storage: dict | None = None) -> NoReturn:
+    """Raise ``err`` translated (from ``err``), or as it is when it is not a storage
+    failure. Call it from the ``except`` block that caught ``err``."""
+    translated = translate_error(err, uri, operation, storage)
+    if translated is err:
+        raise err
+    raise translated from err
 
 
 # -- reading ----------------------------------------------------------------------
@@ -273,13 +340,46 @@ def open_input(uri: str, storage: dict | None = None, compression: str | None = 
         # decompressors lack readline (zstd) or are slow at it (gzip): buffer them
         return io.BufferedReader(f, DECOMPRESS_BUFFER_BYTES) if compression else f
     except Exception as err:
-        raise translate_error(err, uri, "open", storage) from err
+        raise_translated(err, uri, "open", storage)
 
 
 def exists(uri: str, storage: dict | None = None) -> bool:
     fs, path = get_fs(uri, storage)
     return DEFAULT_RETRY.call(lambda: fs.exists(path), uri=uri, operation="check",
                               storage=storage)
+
+
+def is_folder(uri: str, storage: dict | None = None) -> bool:
+    """Whether the URI is a folder (locally) or a prefix with objects under it (S3)."""
+    fs, path = get_fs(uri, storage)
+    return DEFAULT_RETRY.call(lambda: fs.isdir(path), uri=uri, operation="check",
+                              storage=storage)
+
+
+def check_output_folder(uri: str, storage: dict | None = None, *,
+                        field: str = "the output") -> None:
+    """A local output prefix must be a folder this user may write, or one that can be
+    made in a folder this user may write; a ConfigError (exit 2) otherwise. Object
+    stores are checked by their first write."""
+    if not is_local(uri):
+        return
+    path = os.path.abspath(uri[len("file://"):] if uri.startswith("file://") else uri)
+    existing = path
+    while not os.path.exists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            return
+        existing = parent
+    if not os.path.isdir(existing):
+        where = "it is a file" if existing == path else f"{existing} is a file"
+        raise ConfigError(f"{field} {uri} cannot be a folder: {where}.",
+                          hint="Point it at a folder (an existing one or a new one), not at "
+                               "a file or inside one.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == path else f"{existing}, where it would be made,"
+        raise ConfigError(f"{field} {uri} is not writable: {where} may not be written by "
+                          "this user (a read-only folder or file system?).",
+                          hint="Choose a folder you may write, or change its permissions.")
 
 
 def size_of(uri: str, storage: dict | None = None) -> int | None:
@@ -304,11 +404,7 @@ class Listed:
 
 
 def _glob_base(path: str) -> str:
-    parts = path.split("/")
-    for i, part in enumerate(parts):
-        if any(ch in part for ch in "*?["):
-            return "/".join(parts[:i])
-    return path
+    return uris.glob_base(path)
 
 
 def _version(info: dict) -> str:
@@ -321,20 +417,104 @@ def _version(info: dict) -> str:
     return str(mtime or "")
 
 
-def _hidden(key: str) -> bool:
+def is_hidden(key: str) -> bool:
+    """Whether a listing skips this key: a name in it starts with ``.`` or ``_``."""
     return any(part.startswith((".", "_")) for part in key.split("/"))
 
 
-def list_files(uri: str, storage: dict | None = None) -> list[Listed]:
+
+
+def _broken_link(link: str) -> ConfigError:
+    return ConfigError(
+        f"the input {link} is a symbolic link to {os.readlink(link)}, which does not exist.",
+        hint="Fix or remove the link, or exclude it from input.uri.")
+
+
+def _local_file_info(path: str, hidden: bool) -> dict | None:
+    """stat() through symbolic links: a regular file's size and mtime; None for anything
+    else (a FIFO or socket is never an input). A broken link is an error unless hidden
+    (an editor's lock file such as ``.#notes.jsonl``)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            raise
+        if hidden:
+            return {"type": "file", "size": 0, "mtime": 0.0}
+        raise _broken_link(path) from None
+    if not stat_mod.S_ISREG(st.st_mode):
+        return None
+    return {"type": "file", "size": st.st_size, "mtime": st.st_mtime}
+
+
+def _raise(err: OSError) -> None:
+    raise err
+
+
+def _local_listing(path: str, glob: bool) -> tuple[str, dict[str, dict]]:
+    """Files under a local path or glob, following symbolic links to files and folders.
+
+    A folder reached twice (a link to a folder listed anyway, a link back to an
+    ancestor) is walked once, and a file reached through two names is listed once
+    (under the first name in key order), so nothing is read twice.
+    """
+    base = uris.glob_base(path).rstrip("/") if glob else path.rstrip("/") or "/"
+    if not os.path.isdir(base):
+        if glob or not os.path.lexists(base):
+            return base, {}
+        info = _local_file_info(base, hidden=False)
+        return base.rsplit("/", 1)[0], ({base: info} if info else {})
+    found: dict[str, dict] = {}
+    walked: set[str] = set()
+    for root, dirs, files in os.walk(base, followlinks=True, onerror=_raise):
+        real = os.path.realpath(root)
+        if real in walked:
+            dirs[:] = []
+            continue
+        walked.add(real)
+        dirs.sort()
+        hidden_root = root != base and is_hidden(os.path.relpath(root, base))
+        for name in files:
+            full = os.path.join(root, name)
+            info = _local_file_info(full, hidden_root or is_hidden(name))
+            if info is not None:
+                found[full] = info
+    if glob:
+        pattern = re.compile(glob_translate(path))
+        found = {p: i for p, i in found.items() if pattern.match(p)}
+    seen: dict[str, str] = {}
+    for p in sorted(found):
+        real = os.path.realpath(p)
+        if real in seen:
+            log.warning("%s is %s again (a symbolic link): listed once", p, seen[real])
+            del found[p]
+        else:
+            seen[real] = p
+    return base, found
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a URI names: its input files, and the keys skipped as hidden."""
+
+    files: tuple[Listed, ...]
+    #: keys with a name starting with ``.`` or ``_`` (markers, temporaries), not listed
+    hidden: tuple[str, ...]
+
+
+def scan(uri: str, storage: dict | None = None) -> Listing:
     """Files under a URI (a file, a prefix, or a glob), sorted by key.
 
     Names starting with ``.`` or ``_`` (markers such as ``_SUCCESS``, temporaries) are
-    skipped, as Spark and Hadoop do.
+    skipped, as Spark and Hadoop do, and returned as ``hidden``. Local symbolic links
+    are followed.
     """
     fs, path = get_fs(uri, storage)
-    glob = any(ch in path for ch in "*?[")
+    glob = uris.has_glob(path)
 
     def listing() -> tuple[str, dict]:
+        if is_local(uri):
+            return _local_listing(path, glob)
         if glob:
             return _glob_base(path), fs.glob(path, detail=True)
         try:
@@ -347,16 +527,22 @@ def list_files(uri: str, storage: dict | None = None) -> list[Listed]:
 
     base, found = DEFAULT_RETRY.call(listing, uri=uri, operation="list", storage=storage)
     base = base.rstrip("/")
-    out = []
+    out, hidden = [], []
     for p, info in sorted(found.items()):
         if info.get("type", "file") != "file":
             continue
         key = p[len(base) + 1:] if p.startswith(base + "/") else p.rsplit("/", 1)[-1]
-        if _hidden(key):
+        if is_hidden(key):
+            hidden.append(key)
             continue
         out.append(Listed(uri=_uri_of(fs, p, uri), key=key, size=int(info["size"]),
                           version=_version(info)))
-    return out
+    return Listing(tuple(out), tuple(hidden))
+
+
+def list_files(uri: str, storage: dict | None = None) -> list[Listed]:
+    """The input files a URI names (see :func:`scan`)."""
+    return list(scan(uri, storage).files)
 
 
 # -- writing ----------------------------------------------------------------------
@@ -378,7 +564,7 @@ class HashingWriter:
         try:
             self._f.write(view)
         except Exception as err:  # a part upload failed
-            raise translate_error(err, self._uri, "write", self._storage) from err
+            raise_translated(err, self._uri, "write", self._storage)
         self.size += view.nbytes
         return view.nbytes
 
@@ -396,10 +582,8 @@ class HashingWriter:
 def _guarded(fn: Callable[[], T], uri: str, storage: dict | None) -> T:
     try:
         return fn()
-    except TokenyardError:
-        raise
     except Exception as err:
-        raise translate_error(err, uri, "write", storage) from err
+        raise_translated(err, uri, "write", storage)
 
 
 @contextmanager

@@ -10,10 +10,15 @@ bytes of a read that hits the damage, and zstandard's ``stream_reader`` ends sil
 a truncated frame and stops after the first frame of a multi-frame file. Here gzip is
 zlib with every member followed, and zstd is one decompression object per frame, with
 the frame's end checked when the input ends.
+
+:func:`read_ahead` runs such a stream in a thread a few chunks ahead of its reader, so
+that a remote file downloads while the previous chunk is tokenized.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import zlib
 from collections.abc import Iterator
 
@@ -101,3 +106,47 @@ def _frames(f, name: str, new, step, error: type[Exception], *,
             raise StreamDamaged(name, f"is corrupt ({err})") from None
         in_frame = not d.eof
         data = d.unused_data if d.eof else b""
+
+
+def read_ahead(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """``items``, produced by a thread up to ``depth`` ahead of the consumer.
+
+    For remote inputs: the next chunk downloads (and decompresses) while the caller
+    tokenizes this one. Items, the end and any error arrive in order; closing the
+    generator stops the thread before the caller closes the file it reads.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(message, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as err:  # handed to the consumer, raised there
+            put((False, err))
+
+    thread = threading.Thread(target=produce, name="tokenyard-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if ok:
+                yield item
+            elif item is None:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        thread.join()

@@ -52,10 +52,17 @@ class BackendSwitched(TokenyardError):
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer_bytes(path: str, sha256: str, storage_key: str) -> bytes:
+    """The tokenizer file's bytes, checked against the plan.
+
+    Only its absence or a change is a :class:`TokenizerError`; storage errors keep their
+    class (a transient one is retried like any other) and bugs propagate as they are.
+    """
     try:
         data = storage.read_bytes(path, json.loads(storage_key))
-    except Exception as err:
-        raise TokenizerError(f"the tokenizer file {path} cannot be read: {err}") from None
+    except storage.StorageNotFoundError:
+        raise TokenizerError(
+            f"the tokenizer file {path} is gone: it was read when the job was planned and no "
+            "longer exists.", hint="Restore it, or start over with --restart.") from None
     found = hashlib.sha256(data).hexdigest()
     if found != sha256:
         raise TokenizerError(
@@ -172,6 +179,8 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
             tokens += int(ids.size)
             if ids.size:
                 max_id = max(max_id, int(ids.max()))
+        if check is not None:
+            check.finish()  # before the shard is kept
     if check is not None and storage.exists(backend_switch_uri(options.output_uri),
                                             options.storage):
         raise BackendSwitched(f"unit {unit.name}: the run switched to the hf backend while "

@@ -50,7 +50,7 @@ class Report:
             raise DatasetError(self.output_uri, self.problems)
 
 
-def _stream_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
+def stream_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
                     problems: list[str], on_chunk=None) -> bool:
     """Stream a file, checking size and sha256 against the manifest; ``on_chunk`` sees
     every chunk. False when the file is missing."""
@@ -76,9 +76,9 @@ def _stream_checked(uri: str, opts: dict, expected_size: int, expected_sha: str,
 
 def _read_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
                   problems: list[str], keep: bool) -> bytes | None:
-    """:func:`_stream_checked`, returning the file's bytes when ``keep``."""
+    """:func:`stream_checked`, returning the file's bytes when ``keep``."""
     kept: list[bytes] = []
-    found = _stream_checked(uri, opts, expected_size, expected_sha, name, problems,
+    found = stream_checked(uri, opts, expected_size, expected_sha, name, problems,
                             kept.append if keep else None)
     if not found:
         return None
@@ -98,7 +98,7 @@ def _scan_bin(uri: str, meta: dict, dtype: np.dtype, opts: dict,
             state["max"] = max(state["max"], int(np.frombuffer(data[:whole], little).max()))
         state["carry"] = data[whole:]
 
-    if not _stream_checked(uri, opts, meta["size"], meta["sha256"], meta["path"], problems,
+    if not stream_checked(uri, opts, meta["size"], meta["sha256"], meta["path"], problems,
                            scan):
         return None
     return state["max"]
@@ -176,7 +176,8 @@ def _check_parquet(output_uri: str, shard: dict, files: dict[str, dict], opts: d
         ids = table.column("input_ids").combine_chunks()
         num = table.column("num_tokens").to_numpy()
         lengths = pc.list_value_length(ids).to_numpy(zero_copy_only=False)
-    except Exception as err:  # any Arrow error means a trainer could not read it
+    except (pa.ArrowException, KeyError, ValueError, OSError) as err:
+        # a file Arrow cannot read, or without the columns: a trainer could not read it
         problems.append(f"{name}: not a readable token shard ({err})")
         return 0, 0
     if not np.array_equal(num, lengths):

@@ -162,6 +162,7 @@ def test_the_unit_check_samples_about_one_character_in_its_budget():
         batch = texts[i:i + 300]
         ids, lengths = encoder.encode(batch)
         check.check(batch, ids, lengths)
+    check.finish()
     total = sum(map(len, texts))
     assert check.documents >= 3
     assert check.chars <= 3 * total / 4000 + 4096  # the budget plus the first document
@@ -169,6 +170,7 @@ def test_the_unit_check_samples_about_one_character_in_its_budget():
     for i in range(0, len(texts), 300):
         batch = texts[i:i + 300]
         again.check(batch, *encoder.encode(batch))
+    again.finish()
     assert (again.documents, again.chars) == (check.documents, check.chars)  # deterministic
 
 
@@ -179,8 +181,10 @@ def test_a_planted_mismatch_is_caught_naming_the_document_and_position(monkeypat
     ids, lengths = encoder.encode(texts)
     planted = ids.copy()
     planted[3] += 1  # inside the first document
+    check = UnitCheck(encoder, "000007")
+    check.check(texts, planted, lengths)  # kept until the unit ends, then compared
     with pytest.raises(BackendMismatchError) as info:
-        UnitCheck(encoder, "000007").check(texts, planted, lengths)
+        check.finish()
     err = info.value
     assert err.unit == "000007" and err.document == 1 and err.position == 3
     assert err.fast_id == int(planted[3]) and err.hf_id == int(ids[3])

@@ -149,11 +149,13 @@ def stage(s3, corpora, tokenizer_bytes, shape=SMALL) -> int:
     return records
 
 
-def job_dict(out: str, kind: str = "spark", **engine) -> dict:
+def job_dict(out: str, kind: str = "spark", backend: str = "auto", **engine) -> dict:
+    """The test job; ``backend="hf"`` where kills must land inside units (fastokens
+    finishes them in milliseconds)."""
     return {
         "name": "spark-test",
         "input": {"uri": "s3://raw/in/*.jsonl", "id_field": "id"},
-        "tokenizer": {"path": "s3://models/tokenizer.json"},
+        "tokenizer": {"path": "s3://models/tokenizer.json", "backend": backend},
         "output": {"uri": out},
         "plan": {"target_unit_bytes": "1MiB"},
         "engine": {"kind": kind, "workers": 2, "dashboard_address": "127.0.0.1:0", **engine},
@@ -287,7 +289,7 @@ def test_a_killed_spark_driver_resumes_with_either_engine(sessions, s3, corpora,
     stage(s3, corpora, tokenizer_bytes)
     clean = reference(s3, references)
     job_file = tmp_path / "job.yaml"
-    job_file.write_text(yaml.safe_dump(job_dict("s3://out/a", kind="dask")))
+    job_file.write_text(yaml.safe_dump(job_dict("s3://out/a", kind="dask", backend="hf")))
     log = tmp_path / "driver.log"
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
@@ -363,8 +365,8 @@ def test_killed_executors_cost_nothing(sessions, s3, corpora, tokenizer_bytes, r
 
     killer.start()
     try:
-        summary = run_job(parse_job(job_dict("s3://out/faults")), progress=progress,
-                          engine_kwargs={"session": session})
+        summary = run_job(parse_job(job_dict("s3://out/faults", backend="hf")),
+                          progress=progress, engine_kwargs={"session": session})
     finally:
         finished.set()
         killer.join()

@@ -159,8 +159,10 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tmp_path, corpus,
     run_job(parse_job(make_job(str(corpus), str(tokenizer_file), str(clean),
                                **{"engine.workers": 1})))
     out = tmp_path / "out"
+    # the hf backend: units slow enough for the kill to land mid-run
     job_file = _write_job_file(tmp_path, make_job(str(corpus), str(tokenizer_file), str(out),
-                                                  **{"engine.workers": 1}))
+                                                  **{"engine.workers": 1,
+                                                     "tokenizer.backend": "hf"}))
     proc = subprocess.Popen([sys.executable, "-m", "pipelines", "run", str(job_file)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -205,3 +205,24 @@ def test_parquet_shards_do_not_depend_on_batch_settings(tmp_path, tokenizer_file
                                    **{"output.format": "parquet", **batch})))
         trees.append(local_tree(out))
     assert trees[0] == trees[1] == trees[2]
+
+
+def test_read_ahead_keeps_order_and_raises_where_the_stream_did():
+    import threading
+
+    from pipelines.streams import read_ahead
+
+    def damaged():
+        yield b"a"
+        yield b"b"
+        raise StreamDamaged("gzip", "is truncated")
+
+    got = []
+    with pytest.raises(StreamDamaged):
+        for item in read_ahead(damaged()):
+            got.append(item)
+    assert got == [b"a", b"b"]
+    endless = read_ahead(iter([b"x"] * 10_000), depth=2)
+    assert next(endless) == b"x"
+    endless.close()  # the reader stops early: the thread ends before the file closes
+    assert not any(t.name == "tokenyard-read-ahead" for t in threading.enumerate())

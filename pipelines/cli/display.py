@@ -37,8 +37,8 @@ def duration(seconds: float) -> str:
 class BarProgress:
     """A tqdm bar over units with documents, tokens and MB/s; notes print above it."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream=None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
         self.bar: tqdm | None = None
         self.documents = self.tokens = self.rejected = self.bytes = 0
         self.t0 = time.monotonic()

@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render = subparsers.add_parser(
         "render", help="print the Kubernetes objects that run a job (YAML to stdout)",
         description="Print the Kubernetes objects that run JOB with a worker profile.")
-    render.add_argument("engine", choices=("dask", "spark"))
+    render.add_argument("engine", choices=("dask", "spark"),
+                        help="dask: a DaskCluster (or DaskJob); spark: spark-submit "
+                             "configuration and pod templates (or a SparkApplication)")
     render.add_argument("job", metavar="JOB", help="a job YAML file")
     render.add_argument("--profile", required=True,
                         help="a profile under cluster_specs/dask/ or cluster_specs/spark/")
@@ -34,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate", help="check manifests, profiles and job files offline",
         description="Check files offline against the upstream schemas; with no PATH, every "
                     "YAML under nodepools/, cluster_specs/ and jobs/ and every rendered object.")
-    validate.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    validate.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                          help="manifests, profiles or job files to check (default: all "
+                               "shipped ones and every rendered object)")
     validate.add_argument("--schema-dir", type=Path,
                           help="upstream schemas (default: $TOKENYARD_SCHEMA_DIR, else "
                                "../shared/schemas)")
@@ -44,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "check-scheduling", help="which NodePools can run each pod of a job, offline",
         description="For every pod the job would create, which NodePools can take it, "
                     "spot or on-demand, and why the others cannot.")
-    check.add_argument("job", metavar="JOB")
-    check.add_argument("--profile", required=True)
+    check.add_argument("job", metavar="JOB", help="a job YAML file")
+    check.add_argument("--profile", required=True,
+                       help="a profile under cluster_specs/dask/ or cluster_specs/spark/")
     check.add_argument("--nodepools", type=Path, default=Path("nodepools"),
                        help="folder of NodePool manifests (default: nodepools/)")
     check.add_argument("--prices", type=Path,
@@ -111,9 +116,16 @@ def _check(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     profile = load_profile(args.profile)
     if isinstance(profile, DaskProfile):
-        pods = dask.plan(job, profile, source=args.profile).pods(with_runner=True)
+        plan = dask.plan(job, profile, source=args.profile)
+        pods = plan.pods(with_runner=True)
+        sizes = {"scheduler": plan.scheduler, "worker": plan.worker, "job runner": plan.runner}
     else:
-        pods = spark.plan(job, profile, source=args.profile).pods()
+        plan = spark.plan(job, profile, source=args.profile)
+        pods = plan.pods()
+        sizes = {"driver": plan.driver, "executor": plan.executor}
+    for role, size in sizes.items():
+        if size.shrunk:  # said, never silent
+            print(f"note: {role}: {size.describe()}")
     pools = feasibility.load_pools(args.nodepools)
     prices = feasibility.load_prices(args.prices) if args.prices else {}
     verdicts = feasibility.check(pods, pools)

@@ -11,19 +11,47 @@ from pipelines.cli.run import add_job_overrides, job_from_args
 def register(sub) -> None:
     p = sub.add_parser("plan", help="show the work units, bytes and an estimate; writes nothing")
     add_job_overrides(p)
-    p.add_argument("--units", type=int, default=20, metavar="N",
+    p.add_argument("--units", type=_count, default=20, metavar="N",
                    help="list at most N units (default 20; 0 for all)")
     p.set_defaults(handler=handle)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    return value
+
+
+def _output_state(found) -> str:
+    """What a run would find under the output prefix, in a few words."""
+    from pipelines import commit
+
+    if found.committed:
+        totals = found.manifest["totals"]
+        return (f"committed already ({totals['documents']:,} documents, {totals['tokens']:,} "
+                "tokens): a run does nothing")
+    if found.differences:
+        return ("holds another job's plan (" + "; ".join(found.differences) + "): a run "
+                "refuses; --restart deletes it first")
+    if found.saved is None:
+        return "empty: a run starts here"
+    done = commit.done_units(found.plan, found.output_uri, found.storage)
+    return f"{len(done)} of {len(found.plan.units)} units done: a run resumes"
 
 
 def handle(args: argparse.Namespace) -> int:
     import os
 
     from pipelines.plan import estimate
-    from pipelines.run import choose_job_backend, plan_job, storage_of
+    from pipelines.run import choose_job_backend, storage_of, survey
 
     job = job_from_args(args)
-    plan = plan_job(job)
+    found = survey(job)
+    plan = found.plan
     workers = job.engine.workers or os.cpu_count() or 1
     choice = choose_job_backend(job, plan, storage_of(job))
     est = estimate(plan, workers, choice.backend, job.engine.kind)
@@ -35,7 +63,7 @@ def handle(args: argparse.Namespace) -> int:
     print(f"tokenizer  {plan.tokenizer['name']} (vocab {plan.tokenizer['vocab_size']}, "
           f"{plan.tokenizer['dtype']}, sha256 {plan.tokenizer['sha256'][:12]})")
     print(f"backend    {choice.backend} ({choice.reason})")
-    print(f"output     {job.output.uri} ({job.output.format})")
+    print(f"output     {job.output.uri} ({job.output.format}): {_output_state(found)}")
     busy = "" if est.busy_workers >= workers else \
         f"; only {est.busy_workers} of them get a unit: set plan.target_unit_bytes lower"
     print(f"estimate   ~{human(est.tokens)} tokens, ~{duration(est.seconds)} on {workers} "

@@ -9,16 +9,16 @@ from pipelines.cli.display import human
 
 def register(sub) -> None:
     p = sub.add_parser("status", help="show the state of an output prefix")
-    p.add_argument("output", help="the output URI of a job")
+    p.add_argument("output", help="the output URI of a job (its output.uri)")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (or AWS_ENDPOINT_URL)")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from pipelines import storage
+    from pipelines.cli.verify import output_location
     from pipelines.commit import status
 
-    opts = storage.storage_options(endpoint_url=args.endpoint_url)
+    opts = output_location(args)
     st = status(args.output.rstrip("/"), opts)
     if not st.planned:
         print(f"{st.output_uri}: no tokenyard plan here (nothing has run against this prefix)")

@@ -6,6 +6,7 @@ import argparse
 import hashlib
 
 from pipelines.cli.display import human_bytes
+from pipelines.cli.run import positive_int
 from pipelines.config import parse_byte_size
 
 
@@ -15,13 +16,19 @@ def register(sub) -> None:
         description="Train a GPT-2-style byte-level BPE on a sample of the job's input "
                     "documents and write its tokenizer.json (local path or s3://).")
     p.add_argument("job", help="the job file whose inputs to sample")
-    p.add_argument("--vocab-size", type=int, required=True, help="vocabulary size, e.g. 32000")
-    p.add_argument("--output", required=True, help="where to write tokenizer.json")
+    p.add_argument("--vocab-size", type=positive_int, required=True,
+                   help="vocabulary size, e.g. 32000")
+    p.add_argument("--output", required=True, metavar="PATH",
+                   help="where to write tokenizer.json (a local path or s3://)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a tokenizer file already at --output (datasets made with "
+                        "it no longer match its sha256)")
     p.add_argument("--sample-bytes", default="50MB",
                    help="how much text to sample (default 50MB; ~12 s for a 32k vocabulary)")
     p.add_argument("--special-token", action="append", dest="special_tokens",
                    help="special tokens (repeatable); default: the job's eos and bos")
-    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--min-frequency", type=positive_int, default=2, metavar="N",
+                   help="merge only pairs seen at least N times (default 2)")
     p.set_defaults(handler=handle)
 
 
@@ -35,14 +42,27 @@ def handle(args: argparse.Namespace) -> int:
     from pipelines.sample import sample_texts
     from pipelines.train import train_bpe
 
+    from pipelines import uris
+
     job = load_job(args.job)
+    uris.check_location(args.output, "--output")
     try:
         sample_bytes = parse_byte_size(args.sample_bytes)
     except ValueError:
-        raise ConfigError(f"--sample-bytes {args.sample_bytes!r} is not a size (e.g. 50MB).") \
-            from None
+        sample_bytes = 0
+    if sample_bytes <= 0:
+        raise ConfigError(f"--sample-bytes {args.sample_bytes!r} is not a positive size "
+                          "(e.g. 50MB).")
     specials = args.special_tokens or [t for t in (job.tokenizer.eos, job.tokenizer.bos) if t]
     opts = storage_of(job)
+    if storage.is_local(args.output) and storage.is_folder(args.output, opts):
+        raise ConfigError(f"--output {args.output} is a folder; give the path of the file to "
+                          f"write, e.g. {storage.join(args.output, 'tokenizer.json')}.")
+    if not args.overwrite and storage.size_of(args.output, opts) is not None:
+        raise ConfigError(
+            f"--output {args.output} exists already; replacing a tokenizer changes the token "
+            "ids of every dataset made with it, so nothing was trained or written.",
+            hint="Write to a new path, or pass --overwrite to replace it.")
     plan = make_plan(job, {"sha256": "-", "name": "-"}, opts)
     unit_opts = UnitOptions(
         fingerprint=plan.fingerprint, output_uri="", output_format=job.output.format,

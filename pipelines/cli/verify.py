@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pipelines.cli.display import human, human_bytes
@@ -20,11 +21,26 @@ def register(sub) -> None:
     p.set_defaults(handler=handle)
 
 
+def output_location(args: argparse.Namespace) -> dict:
+    """Check the OUTPUT argument and --endpoint-url; the storage options they give."""
+    from pipelines import storage, uris
+    from pipelines.errors import ConfigError
+
+    uris.check_location(args.output, "OUTPUT")
+    if args.endpoint_url is not None:
+        uris.check_endpoint(args.endpoint_url, "--endpoint-url")
+    if storage.is_local(args.output):
+        path = args.output.removeprefix("file://")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"OUTPUT {args.output} is a file; give the output folder of a "
+                              "job (its output.uri), where manifest.json and _plan.json are.")
+    return storage.storage_options(endpoint_url=args.endpoint_url)
+
+
 def handle(args: argparse.Namespace) -> int:
-    from pipelines import storage
     from pipelines.verify import verify
 
-    opts = storage.storage_options(endpoint_url=args.endpoint_url)
+    opts = output_location(args)
     report = verify(args.output, opts)
     if report.problems:
         print(f"{report.output_uri}: FAILED verification, {len(report.problems)} problem(s):",

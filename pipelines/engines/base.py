@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipelines.engines.limits import MAX_CONSECUTIVE_TRANSIENT
 from pipelines.records import UnitResult
 
 
@@ -25,12 +26,6 @@ class RunOutcome:
     results: dict[int, UnitResult] = field(default_factory=dict)
     failures: dict[int, BaseException] = field(default_factory=dict)
     retries: int = 0
-
-
-#: transient failures in a row, with no unit finishing in between, after which the run
-#: stops retrying: storage is down, not flaky (each failure already spent the storage
-#: layer's own retries), and retrying every unit through an outage would hang the run
-MAX_CONSECUTIVE_TRANSIENT = 6
 
 
 @dataclass

@@ -11,15 +11,23 @@ pipeline's counters to the scheduler, which serves them on its Prometheus endpoi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import dask
 from distributed import Client, LocalCluster, as_completed
-from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.scheduler import KilledWorker
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from pipelines.config import EngineConfig
 from pipelines.engines.base import Attempts, RunOutcome
+from pipelines.engines.limits import DASK_ALLOWED_FAILURES
+from pipelines.errors import ClusterError, WorkersLostError
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, UnitResult, WorkUnit
 from pipelines.task import run_unit
@@ -29,7 +37,7 @@ log = logging.getLogger(__name__)
 
 METRICS_TOPIC = "tokenyard-unit"
 #: worker deaths a task survives before the scheduler marks it failed (Dask's default: 3)
-ALLOWED_FAILURES = 12
+ALLOWED_FAILURES = DASK_ALLOWED_FAILURES
 
 
 def task_key(unit: WorkUnit, fingerprint: str, attempt: int = 1) -> str:
@@ -78,12 +86,63 @@ class TokenyardMetrics(SchedulerPlugin):
             counters[name].labels(job).inc(int(msg.get(name, 0)))
 
 
+#: loggers of worker processes that follow the driver's level in an embedded cluster
+WORKER_LOGGERS = ("distributed.worker",)
+
+
+class EmbeddedWorker(WorkerPlugin):
+    """Worker processes of the embedded cluster leave Ctrl-C to the driver and log at its
+    levels.
+
+    The terminal sends Ctrl-C (SIGINT) to every process of the group; the driver handles
+    it and closes the cluster, which stops its workers cleanly: workers that took it
+    themselves would each print a traceback over the driver's one message. Likewise a
+    worker's own report of a failed unit (with its traceback) is shown only when the
+    driver's logging asks for it; the driver reports the failure in any case.
+    """
+
+    name = "tokenyard-embedded-worker"
+    idempotent = True
+
+    def __init__(self, levels: dict[str, int]) -> None:
+        self.levels = dict(levels)
+
+    def setup(self, worker) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Any:
+    """Processes started inside the block inherit SIGINT ignored (dispositions set to
+    ignore survive exec); the driver's own handler is back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _lost(error: BaseException, unit: WorkUnit) -> BaseException:
+    """Dask's ``KilledWorker`` as the pipeline's transient ``WorkersLostError``."""
+    if isinstance(error, KilledWorker):
+        return WorkersLostError(unit.name, f"{ALLOWED_FAILURES} workers died while running "
+                                           "it, the limit Dask allows one task")
+    return error
+
+
 class DaskEngine:
     name = "dask"
 
     def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS, *,
                  job_name: str = "", cluster=None, cluster_note: str | None = None,
-                 close_cluster: bool = False) -> None:
+                 close_cluster: bool = False,
+                 make_cluster: Callable[[], tuple[Any, str]] | None = None) -> None:
         self.config = config
         self.progress = progress
         self.job_name = job_name
@@ -92,6 +151,9 @@ class DaskEngine:
         self.cluster = cluster
         self._own_cluster = close_cluster
         self._cluster_note = cluster_note
+        #: makes such a cluster (and a note on reaching it) when the engine starts, so that
+        #: nothing is created for a run that fails before it needs workers
+        self._make_cluster = make_cluster
         self.client: Client | None = None
         self._config_ctx = None
 
@@ -103,20 +165,25 @@ class DaskEngine:
         })
         self._config_ctx.__enter__()
         try:
+            if self.cluster is None and self._make_cluster is not None:
+                self.cluster, self._cluster_note = self._make_cluster()
             if self.cluster is not None:
                 self.client = Client(self.cluster)
             elif self.config.scheduler_address:
-                self.client = Client(self.config.scheduler_address)
+                self.client = self._connect(self.config.scheduler_address)
                 self.progress.note(f"Dask scheduler: {self.config.scheduler_address}")
             else:
                 workers = self.config.workers or os.cpu_count() or 1
-                self.cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True,
-                    dashboard_address=self.config.dashboard_address,
-                    memory_limit=self.config.memory_per_worker,
-                    scheduler_kwargs={"host": "127.0.0.1"}, host="127.0.0.1")
+                with _interrupts_ignored():
+                    self.cluster = LocalCluster(
+                        n_workers=workers, threads_per_worker=1, processes=True,
+                        dashboard_address=self.config.dashboard_address,
+                        memory_limit=self.config.memory_per_worker,
+                        scheduler_kwargs={"host": "127.0.0.1"}, host="127.0.0.1")
                 self._own_cluster = True
                 self.client = Client(self.cluster)
+                self.client.register_plugin(EmbeddedWorker(
+                    {n: logging.getLogger(n).getEffectiveLevel() for n in WORKER_LOGGERS}))
                 self.progress.note(f"Dask LocalCluster: {workers} workers, 1 thread each")
             self.client.register_plugin(TokenyardMetrics())
             self.progress.note(f"Dask dashboard: {self.client.dashboard_link}")
@@ -126,6 +193,18 @@ class DaskEngine:
             self.__exit__(None, None, None)
             raise
         return self
+
+    @staticmethod
+    def _connect(address: str) -> Client:
+        try:
+            return Client(address)
+        except OSError as err:  # refused, unresolvable, or no answer within the timeout
+            raise ClusterError(
+                f"the Dask scheduler {address} (engine.scheduler_address or --scheduler) "
+                f"cannot be reached: {err}.",
+                hint="Check the address and that the scheduler is running and reachable "
+                     "from here; or leave the address unset to run an embedded "
+                     "LocalCluster.", transient=True) from err
 
     def __exit__(self, *exc) -> None:
         if self.client is not None:
@@ -137,6 +216,11 @@ class DaskEngine:
         if self._config_ctx is not None:
             self._config_ctx.__exit__(None, None, None)
             self._config_ctx = None
+
+    def call(self, fn, *args):
+        """``fn(*args)`` on a worker (the tokenizer backend's check: a worker loads the
+        backends for its units anyway, the driver need not)."""
+        return self.client.submit(fn, *args, pure=False).result()
 
     @property
     def dashboard_link(self) -> str | None:
@@ -153,6 +237,15 @@ class DaskEngine:
             "input_bytes": result.input_bytes, "rejected": result.rejected})
 
     def run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
+        try:
+            return self._run(options, units)
+        except OSError as err:  # distributed's CommClosedError and timeouts among them
+            raise ClusterError(
+                f"the connection to the Dask scheduler was lost mid-run ({type(err).__name__}: "
+                f"{err}).", hint="Units that finished are kept; run the same job again to "
+                                 "resume once the scheduler is back.", transient=True) from err
+
+    def _run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
         outcome = RunOutcome()
         by_index = {u.index: u for u in units}
         futures = {}
@@ -171,7 +264,7 @@ class DaskEngine:
             try:
                 result = future.result()
             except Exception as err:  # the unit's own error, sent back by Dask
-                error = err
+                error = _lost(err, by_index[index])
             else:
                 self.attempts.succeeded()
                 outcome.results[index] = result

@@ -45,7 +45,9 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import EngineConfig
 from pipelines.engines.base import Attempts, RunOutcome
-from pipelines.errors import TokenyardError
+from pipelines.engines.limits import (SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS,
+                                      SPARK_TASK_MAX_FAILURES)
+from pipelines.errors import ClusterError, TokenyardError
 from pipelines.progress import NO_PROGRESS, Progress
 from pipelines.records import UnitOptions, UnitResult, WorkUnit
 from pipelines.task import run_unit
@@ -53,9 +55,13 @@ from pipelines.worker_env import WORKER_ENV
 
 log = logging.getLogger(__name__)
 
-#: task failures (lost executors, crashed Python workers) Spark survives per unit;
-#: Spark's default is 4, too few for spot capacity
-MAX_TASK_FAILURES = 16
+#: task failures (lost executors, crashed Python workers) Spark survives per unit
+MAX_TASK_FAILURES = SPARK_TASK_MAX_FAILURES
+#: settings that set the failure limits of ``pipelines.engines.limits``
+FAILURE_CONF = {
+    "spark.task.maxFailures": str(SPARK_TASK_MAX_FAILURES),
+    "spark.stage.maxConsecutiveAttempts": str(SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS),
+}
 #: Spark jobs in flight per task slot: a finished job's slot is never left idle
 JOBS_PER_SLOT = 2
 #: upper bound on jobs in flight (driver threads), whatever the cluster size
@@ -157,10 +163,10 @@ class SparkEngine:
                 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             if not master.startswith("local["):
-                conf["spark.task.maxFailures"] = str(MAX_TASK_FAILURES)
+                conf.update(FAILURE_CONF)
             builder = builder.master(local_with_retries(master))
         else:
-            conf["spark.task.maxFailures"] = str(MAX_TASK_FAILURES)
+            conf.update(FAILURE_CONF)
         if master is None:
             # under spark-submit, what it was given (--conf, --properties-file) wins over
             # the engine's defaults
@@ -172,6 +178,20 @@ class SparkEngine:
             builder = builder.config(key, value)
         return builder.getOrCreate()
 
+    def _start_session(self) -> SparkSession:
+        """A new session, or a ClusterError saying why Spark would not start."""
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        try:
+            return self._create_session()
+        except (PySparkException, Py4JError) as err:
+            master = self._requested_master() or "the spark-submit master"
+            raise ClusterError(
+                f"a Spark session on {master} could not be started: {_spark_reason(err)}.",
+                hint="Spark needs a Java 17 runtime: java on the PATH, or JAVA_HOME set to "
+                     "it; check the master URL (engine.spark_master or --master).") from err
+
     def __enter__(self) -> "SparkEngine":
         try:
             if self.spark is None:
@@ -179,7 +199,7 @@ class SparkEngine:
                 if self.spark is not None:
                     self._note_found_session()
             if self.spark is None:
-                self.spark = self._create_session()
+                self.spark = self._start_session()
                 self._own_session = True
             sc = self.spark.sparkContext
             self.progress.note(

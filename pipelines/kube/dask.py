@@ -17,13 +17,15 @@ worker per pod (it maps a retired worker's name to the Deployment of that name, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pipelines.config import JobConfig
+from pipelines.engines.limits import DASK_ALLOWED_FAILURES
 from pipelines.errors import ProfileFitError
-from pipelines.kube import podspec
-from pipelines.kube.pools import stable_pool
+from pipelines.kube import fit, podspec
+from pipelines.kube.pools import CLASSES, stable_pool
 from pipelines.kube.profiles import DaskProfile
 from pipelines.kube.scheduling import PodShape
 from pipelines.kube.sizing import PodSize, size_core_worker, size_pod
@@ -32,8 +34,6 @@ API_VERSION = "kubernetes.dask.org/v1"
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
 WORKER_DASHBOARD_PORT = 8788
-#: a task may see this many of its workers die (spot losses) before it fails
-ALLOWED_FAILURES = 20
 #: the scheduler's default HTTP routes plus the API that the preStop hook calls
 SCHEDULER_HTTP_ROUTES = (
     "distributed.http.scheduler.prometheus",
@@ -82,18 +82,22 @@ def check_worker_cpus(profile: DaskProfile, source: str | None = None) -> None:
     if cpus == WORKER_CPUS:
         return
     workers = profile.workers
-    more = (f"count: {workers.count * cpus}" if workers.count is not None
-            else f"min: {(workers.min or 0) * cpus}, max: {(workers.max or 0) * cpus}")
-    per_cpu = -(-profile.worker.memory_bytes // cpus)
+    scaled = ({"count": workers.count * cpus} if workers.count is not None
+              else {"min": (workers.min or 0) * cpus, "max": (workers.max or 0) * cpus})
+    more = ", ".join(f"{k}: {v}" for k, v in scaled.items())
+    # one CPU's share, at most what the roomiest class gives a core
+    per_cpu = min(-(-profile.worker.memory_bytes // cpus), CLASSES[-1].gib_per_cpu * 2**30)
     raise ProfileFitError(
         f"a Dask worker asks for {cpus} CPUs; Dask workers on Kubernetes have 1 CPU each. A "
         "worker is one process with one thread: the tokenizer holds the GIL for most of its "
         "work (two threads in one process reach 1.21x of one), so extra threads leave cores "
         "idle, and the Dask operator needs one worker process per pod to scale down "
         "(--nworkers would break it). Use more workers instead.",
-        source=source, cpus=cpus, memory_bytes=profile.worker.memory_bytes,
+        source=source, cpus=cpus, memory_bytes=profile.worker.memory_bytes, role="worker",
         fits=[f"worker: {{cpus: 1, memory: {_memory_text(per_cpu)}}} with {cpus}x the workers "
-              f"(workers: {{{more}}})"])
+              f"(workers: {{{more}}})"],
+        changes=[{"worker.cpus": 1, "worker.memory": _memory_text(per_cpu),
+                  "workers": scaled}])
 
 
 def _memory_text(n: int) -> str:
@@ -101,22 +105,44 @@ def _memory_text(n: int) -> str:
     return f"{gib}Gi" if not rest else f"{-(-n // 2**20)}Mi"
 
 
-def plan(job: JobConfig, profile: DaskProfile, source: str | None = None) -> DaskPlan:
+def _sized(role: str, size: Callable[[], PodSize]) -> PodSize:
+    try:
+        return size()
+    except ProfileFitError as err:
+        err.role = role
+        raise
+
+
+def _changes(err: ProfileFitError, profile: DaskProfile) -> list[fit.Change]:
+    if err.changes:  # check_worker_cpus says its own
+        return [fit.Change(text, patch) for text, patch in zip(err.fits, err.changes)]
+    return fit.pod_changes(err, err.role or "worker", fit.kubernetes_memory)
+
+
+def _plan(job: JobConfig, profile: DaskProfile, source: str | None) -> DaskPlan:
     check_worker_cpus(profile, source)
     stable = stable_pool()
+    # the scheduler and the job runner get the memory they ask for: no Dask memory
+    # limit guards them, so a smaller request would only move the point of an OOM kill
     return DaskPlan(
         name=podspec.object_name(job),
         namespace=profile.namespace,
         profile=profile,
-        scheduler=size_pod(profile.scheduler.cpus, profile.scheduler.memory_bytes, stable,
-                           memory_class=None, shrink_memory=True,
-                           what="the Dask scheduler", source=source),
-        worker=size_core_worker(profile.worker.memory_bytes, what="a Dask worker",
-                                source=source),
-        runner=size_pod(profile.runner.cpus, profile.runner.memory_bytes, stable,
-                        memory_class=None, shrink_memory=True, what="the job runner",
-                        source=source),
+        scheduler=_sized("scheduler", lambda: size_pod(
+            profile.scheduler.cpus, profile.scheduler.memory_bytes, stable, memory_class=None,
+            shrink_memory=False, what="the Dask scheduler", source=source)),
+        worker=_sized("worker", lambda: size_core_worker(
+            profile.worker.memory_bytes, what="a Dask worker", source=source)),
+        runner=_sized("runner", lambda: size_pod(
+            profile.runner.cpus, profile.runner.memory_bytes, stable, memory_class=None,
+            shrink_memory=False, what="the job runner", source=source)),
     )
+
+
+def plan(job: JobConfig, profile: DaskProfile, source: str | None = None) -> DaskPlan:
+    """Size every pod of the profile; a pod that does not fit is a ProfileFitError that
+    lists only profile changes that would fit (``fit.planned``)."""
+    return fit.planned(lambda p: _plan(job, p, source), profile, _changes)
 
 
 def scheduler_address(name: str, namespace: str) -> str:
@@ -132,7 +158,7 @@ def _scheduler(p: DaskPlan) -> dict[str, Any]:
         "args": ["dask", "scheduler", "--host", "0.0.0.0", "--port", str(SCHEDULER_PORT),
                  "--dashboard-address", f":{DASHBOARD_PORT}"],
         "env": podspec.env(
-            ("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", str(ALLOWED_FAILURES)),
+            ("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", str(DASK_ALLOWED_FAILURES)),
             ("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES", routes),
         ),
         "ports": [{"name": "tcp-comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},

@@ -83,7 +83,9 @@ def choose_class(cpus: float, memory_bytes: int, *, what: str, source: str | Non
         source=source, cpus=cpus, memory_bytes=memory_bytes,
         fits=[f"at most {top.gib_per_cpu * cpus:g} GiB with {cpus:g} CPUs",
               f"at least {math.ceil(memory_bytes / GIB / top.gib_per_cpu)} CPUs for "
-              f"{gib(memory_bytes)}"])
+              f"{gib(memory_bytes)}"],
+        max_memory_bytes=int(top.gib_per_cpu * cpus * GIB),
+        min_cpus=math.ceil(memory_bytes / GIB / top.gib_per_cpu))
 
 
 def _holds(instance: InstanceType, cpu_m: int, memory_bytes: int) -> bool:
@@ -96,10 +98,11 @@ def size_pod(cpus: int, memory_bytes: int, pool: NodePoolDef, *, memory_class: M
     """Requests for a pod of ``cpus`` and ``memory_bytes`` on ``pool``'s nodes.
 
     CPU requests always leave room for the kubelet and DaemonSets of the smallest node
-    with ``cpus`` vCPUs. Memory is sized down to what that node allocates when
-    ``shrink_memory`` (a Dask worker takes what it is given); otherwise it is kept and
-    must fit some instance type of the pool (a Spark executor's memory is its JVM heap
-    plus overheads, set in Spark's own configuration).
+    with ``cpus`` vCPUs that can hold the pod. Memory is sized down to what that node
+    allocates when ``shrink_memory`` (a Dask worker takes what it is given); otherwise it
+    is kept, exactly as asked, and must fit enough instance types of the pool (a Spark
+    executor's memory is its JVM heap plus overheads, set in Spark's own configuration;
+    a scheduler needs what it asked for).
     """
     candidates = pool.instance_types()
     shapes = sorted({i.vcpu for i in candidates if i.vcpu >= cpus})
@@ -109,7 +112,12 @@ def size_pod(cpus: int, memory_bytes: int, pool: NodePoolDef, *, memory_class: M
             f"{what} asks for {cpus} CPUs; the largest node of the {pool.name} pool has "
             f"{largest} vCPUs, so no instance type of its class can hold it.",
             source=source, cpus=cpus, memory_bytes=memory_bytes,
-            fits=[f"at most {largest} CPUs per pod, and more pods"])
+            fits=[f"at most {largest} CPUs per pod, and more pods"], max_cpus=largest)
+    if not shrink_memory:  # the smallest shape on which the memory fits at all
+        holding = [v for v in shapes if any(
+            i.alloc_memory_bytes - DAEMONSET_MEMORY_BYTES >= memory_bytes
+            for i in candidates if i.vcpu == v)]
+        shapes = holding or shapes
     node_vcpu = shapes[0]
     same_shape = [i for i in candidates if i.vcpu == node_vcpu]
     slice_cpu = min(i.alloc_cpu_m for i in same_shape) - DAEMONSET_CPU_M
@@ -119,15 +127,18 @@ def size_pod(cpus: int, memory_bytes: int, pool: NodePoolDef, *, memory_class: M
     memory -= memory % 2**20
     fits_on = tuple(i for i in candidates if _holds(i, cpu_request, memory))
     if len(fits_on) < MIN_INSTANCE_TYPES:
-        best = max(candidates, key=lambda i: i.alloc_memory_bytes)
-        room = best.alloc_memory_bytes - DAEMONSET_MEMORY_BYTES
+        # the most memory that enough instance types can hold next to this CPU request
+        rooms = sorted((i.alloc_memory_bytes - DAEMONSET_MEMORY_BYTES for i in candidates
+                        if i.alloc_cpu_m - DAEMONSET_CPU_M >= cpu_request), reverse=True)
+        room = rooms[MIN_INSTANCE_TYPES - 1] if len(rooms) >= MIN_INSTANCE_TYPES else 0
+        room -= room % 2**20
         raise ProfileFitError(
             f"{what} needs {format_cpu(cpu_request)} CPU and {gib(memory)}; only "
             f"{len(fits_on)} instance type(s) of the {pool.name} pool can allocate that, and "
             f"the pool asks for at least {MIN_INSTANCE_TYPES} to choose spot capacity from.",
             source=source, cpus=cpus, memory_bytes=memory,
-            fits=[f"at most {gib(slice_memory)} with {cpus} CPUs (one {node_vcpu}-vCPU node)",
-                  f"at most {gib(room)} on the pool's largest node ({best.name})"])
+            fits=[f"at most {room // 2**20} MiB with {cpus} CPUs"] if room > 0 else [],
+            max_memory_bytes=room or None)
     return PodSize(pool=pool, memory_class=memory_class, cpus=cpus, cpu_request_m=cpu_request,
                    memory_bytes=memory, node_vcpu=node_vcpu, fits_on=fits_on,
                    asked_memory_bytes=memory_bytes)
@@ -135,10 +146,22 @@ def size_pod(cpus: int, memory_bytes: int, pool: NodePoolDef, *, memory_class: M
 
 def size_worker(cpus: int, memory_bytes: int, *, what: str, shrink_memory: bool = True,
                 source: str | None = None) -> PodSize:
-    """A worker or executor: choose its class, then size it to that class's nodes."""
+    """A worker or executor: choose its class, then size it to that class's nodes.
+
+    When no node of the smallest class that covers its memory per CPU can hold it (a
+    64-CPU pod of 110 GiB on a 2 GiB/vCPU class whose largest nodes allocate less), the
+    next class with more memory per CPU is tried before giving up.
+    """
     cls = choose_class(cpus, memory_bytes, what=what, source=source)
-    return size_pod(cpus, memory_bytes, class_pool(cls), memory_class=cls,
-                    shrink_memory=shrink_memory, what=what, source=source)
+    first: ProfileFitError | None = None
+    for candidate in CLASSES[CLASSES.index(cls):]:
+        try:
+            return size_pod(cpus, memory_bytes, class_pool(candidate), memory_class=candidate,
+                            shrink_memory=shrink_memory, what=what, source=source)
+        except ProfileFitError as err:
+            first = first or err
+    assert first is not None
+    raise first
 
 
 def size_core_worker(memory_bytes: int, *, what: str, source: str | None = None) -> PodSize:
@@ -154,8 +177,8 @@ def size_core_worker(memory_bytes: int, *, what: str, source: str | None = None)
         cls = choose_class(1, memory_bytes, what=what, source=source)
     except ProfileFitError as err:  # more CPUs is not a way out for a one-core worker
         raise ProfileFitError(err.message, source=source, cpus=1, memory_bytes=memory_bytes,
-                              fits=[f"at most {CLASSES[-1].gib_per_cpu:g} GiB per worker"]
-                              ) from None
+                              fits=[f"at most {CLASSES[-1].gib_per_cpu:g} GiB per worker"],
+                              max_memory_bytes=CLASSES[-1].gib_per_cpu * GIB) from None
     pool = class_pool(cls)
     cpu_request = 1000
     shares: list[tuple[int, InstanceType]] = []

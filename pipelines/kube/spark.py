@@ -13,11 +13,15 @@ executor failure limits allow for spot losses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pipelines.config import JobConfig
-from pipelines.kube import podspec
+from pipelines.engines.limits import (SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS,
+                                      SPARK_TASK_MAX_FAILURES, spark_executor_max_failures)
+from pipelines.errors import ProfileFitError
+from pipelines.kube import fit, podspec
 from pipelines.kube.pools import stable_pool
 from pipelines.kube.profiles import SparkProfile
 from pipelines.kube.quantity import MIB, format_cpu
@@ -31,8 +35,6 @@ EXECUTOR_CONTAINER = "spark-kubernetes-executor"
 DRIVER_TEMPLATE_FILE = "driver-pod-template.yaml"
 EXECUTOR_TEMPLATE_FILE = "executor-pod-template.yaml"
 PROPERTIES_FILE = "spark.conf"
-#: a task may fail this many times (a spot loss fails the tasks it was running)
-TASK_MAX_FAILURES = 10
 #: Spark forces a decommissioning executor to exit after this, inside the pod's grace
 DECOMMISSION_FORCE_KILL = f"{podspec.SPOT_GRACE_SECONDS - 10}s"
 
@@ -55,19 +57,34 @@ class SparkPlan:
         return f"{self.name}-job"
 
 
-def plan(job: JobConfig, profile: SparkProfile, source: str | None = None) -> SparkPlan:
+def _sized(role: str, size: Callable[[], PodSize]) -> PodSize:
+    try:
+        return size()
+    except ProfileFitError as err:
+        err.role = role
+        raise
+
+
+def _plan(job: JobConfig, profile: SparkProfile, source: str | None) -> SparkPlan:
     d, e = profile.driver, profile.executor
     return SparkPlan(
         name=podspec.object_name(job),
         namespace=profile.namespace,
         profile=profile,
-        driver=size_pod(d.cores, d.pod_memory_bytes, stable_pool(), memory_class=None,
-                        shrink_memory=False, source=source,
-                        what="the Spark driver (spark.driver.memory + memoryOverhead)"),
-        executor=size_worker(e.cores, e.pod_memory_bytes, shrink_memory=False, source=source,
-                             what="a Spark executor (spark.executor.memory + memoryOverhead "
-                                  "+ spark.executor.pyspark.memory)"),
+        driver=_sized("driver", lambda: size_pod(
+            d.cores, d.pod_memory_bytes, stable_pool(), memory_class=None, shrink_memory=False,
+            source=source, what="the Spark driver (spark.driver.memory + memoryOverhead)")),
+        executor=_sized("executor", lambda: size_worker(
+            e.cores, e.pod_memory_bytes, shrink_memory=False, source=source,
+            what="a Spark executor (spark.executor.memory + memoryOverhead + "
+                 "spark.executor.pyspark.memory)")),
     )
+
+
+def plan(job: JobConfig, profile: SparkProfile, source: str | None = None) -> SparkPlan:
+    """Size the driver and executors; a pod that does not fit is a ProfileFitError that
+    lists only profile changes that would fit (``fit.planned``)."""
+    return fit.planned(lambda p: _plan(job, p, source), profile, fit.spark_changes)
 
 
 def _mib(n_bytes: int) -> str:
@@ -89,9 +106,10 @@ def spot_conf(p: SparkPlan) -> dict[str, str]:
         "spark.storage.decommission.shuffleBlocks.enabled": "true",
         "spark.storage.decommission.rddBlocks.enabled": "true",
         "spark.executor.decommission.forceKillTimeout": DECOMMISSION_FORCE_KILL,
-        "spark.task.maxFailures": str(TASK_MAX_FAILURES),
-        "spark.stage.maxConsecutiveAttempts": str(TASK_MAX_FAILURES),
-        "spark.executor.maxNumFailures": str(max(3, 4 * p.profile.executors.max)),
+        "spark.task.maxFailures": str(SPARK_TASK_MAX_FAILURES),
+        "spark.stage.maxConsecutiveAttempts": str(SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS),
+        "spark.executor.maxNumFailures": str(spark_executor_max_failures(
+            p.profile.executors.max)),
         "spark.executor.failuresValidityInterval": "1h",
         "spark.kubernetes.executor.deleteOnTermination": "true",
         "spark.kubernetes.executor.podNamePrefix": p.name,

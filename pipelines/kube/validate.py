@@ -176,8 +176,9 @@ def object_problems(obj: Any, source: str, schemas: Schemas, *, pod_security: bo
     if is_profile(obj):
         return list(_profile_problems(obj, source, label))
     if not api or not kind:
-        return [Problem(source, label, "", "not a Kubernetes object: apiVersion and kind are "
-                                           "required")]
+        return [Problem(source, label, "", "neither a Kubernetes object (apiVersion and kind "
+                                           "are required) nor a tokenyard job (input, "
+                                           "tokenizer, output)")]
     problems: list[Problem] = []
     if str(api).startswith("eksctl.io/"):
         if schemas.eksctl is None:
@@ -233,8 +234,15 @@ def sample_job():
                       "output": {"uri": "s3://tokenized-bucket/sample/"}})
 
 
-def _is_job_file(path: Path) -> bool:
-    return "jobs" in path.parts
+#: the sections every tokenyard job file has (and no Kubernetes object has at its top)
+JOB_SECTIONS = frozenset({"input", "tokenizer", "output"})
+
+
+def is_job(doc: Any) -> bool:
+    """A tokenyard job, told by its content wherever the file is: a mapping without
+    ``apiVersion`` or ``kind`` that has a job's sections."""
+    return (isinstance(doc, dict) and "apiVersion" not in doc and "kind" not in doc
+            and bool(JOB_SECTIONS & set(doc)))
 
 
 def file_problems(path: Path, schemas: Schemas) -> list[Problem]:
@@ -253,7 +261,7 @@ def file_problems(path: Path, schemas: Schemas) -> list[Problem]:
         return [Problem(source, "", where, f"not valid YAML: {getattr(err, 'problem', err)}")]
     problems: list[Problem] = []
     for doc in docs:
-        if isinstance(doc, dict) and "apiVersion" not in doc and _is_job_file(path):
+        if is_job(doc):
             try:
                 parse_job(doc, source=source, base_dir=path.resolve().parent)
             except TokenyardError as err:

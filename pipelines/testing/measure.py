@@ -6,9 +6,11 @@ import threading
 
 import psutil
 
-#: command-line fragments of tokenyard's Python worker processes (process pool, Dask,
-#: Spark's Python workers; not the Spark JVM, whose class path names pyspark too)
-WORKER_MARKERS = ("spawn_main", "dask worker", "pyspark.daemon", "pyspark.worker")
+#: command-line fragments of tokenyard's Python worker processes (the process pool and its
+#: fork server, Dask, Spark's Python workers; not the Spark JVM, whose class path names
+#: pyspark too)
+WORKER_MARKERS = ("spawn_main", "multiprocessing.forkserver", "dask worker", "pyspark.daemon",
+                  "pyspark.worker")
 
 
 class PeakRSS:

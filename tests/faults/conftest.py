@@ -22,11 +22,14 @@ __all__ = ["census", "make_job", "local_tree", "assert_verifies", "Corpus"]
 
 def make_job(inp: str, tok: str, out: str, *, kind: str = "local", workers: int = 2,
              target: int = 48_000, **extra) -> dict:
-    """The test kit's job with the campaign's defaults: small units, patient retries."""
+    """The test kit's job with the campaign's defaults: small units, patient retries, and
+    the hf backend, whose units last long enough (tenths of a second) for kills and
+    retirements to land inside them; fastokens finishes them in milliseconds."""
     return base_job(inp, tok, out, **{"name": "fault-job", "engine.kind": kind,
                                       "engine.workers": workers,
                                       "plan.target_unit_bytes": target,
-                                      "engine.max_attempts": 8, **extra})
+                                      "engine.max_attempts": 8,
+                                      "tokenizer.backend": "hf", **extra})
 
 
 def census(output_uri: str, storage_opts: dict | None = None) -> Counter:

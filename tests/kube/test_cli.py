@@ -47,7 +47,7 @@ def test_render_errors_exit_2(capsys, tmp_path):
                    "worker: {cpus: 1, memory: 10Gi}\nworkers: {count: 1}\n")
     assert main(["render", "dask", str(JOB_FILE), "--profile", str(fat)]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "fits no class" in err and "What would fit: at most 8 GiB per worker." in err
+    assert "fits no class" in err and "What would fit: worker.memory: 8Gi." in err
     threads = tmp_path / "threads.yaml"
     threads.write_text("apiVersion: tokenyard.io/v1alpha1\nkind: DaskProfile\nname: t\n"
                        "image: i\nworker: {cpus: 4, memory: 16Gi}\nworkers: {count: 2}\n")

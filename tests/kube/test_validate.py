@@ -92,7 +92,7 @@ def test_embedded_pods_are_checked(schemas, job, dask_profile):
 def test_files_and_job_files(tmp_path, schema_dir):
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    (jobs / "bad.yaml").write_text("name: x\ninput: {uri: s3://a/b}\ntokenizr: {path: t}\n")
+    (jobs / "bad.yaml").write_text("name: x\ninput: {uri: s3://raw-a/b}\ntokenizr: {path: t}\n")
     profile = tmp_path / "fat.yaml"
     profile.write_text(
         "apiVersion: tokenyard.io/v1alpha1\nkind: DaskProfile\nname: fat\nimage: i\n"
