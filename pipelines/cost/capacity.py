@@ -27,6 +27,7 @@ from pipelines.config import JobConfig
 from pipelines.cost.interruptions import band_rate_per_hour
 from pipelines.cost.pricing import PriceBook, RootVolume, worker_root_volume
 from pipelines.cost.simulation import Claim
+from pipelines.engines.limits import DASK_ALLOWED_FAILURES, SPARK_TASK_MAX_FAILURES
 from pipelines.errors import ConfigError, ProfileFitError
 from pipelines.kube import podspec
 from pipelines.kube.instances import InstanceType
@@ -209,7 +210,7 @@ def fleet(job: JobConfig, profile: Profile, prices: PriceBook, *, workers: int |
         plan = dask.plan(job, profile, source)
         size, stable_pods = plan.worker, [plan.scheduler, plan.runner]
         stable_names = ("Dask scheduler", "job runner")
-        slots, grace, allowed = 1, float(podspec.SPOT_GRACE_SECONDS), dask.ALLOWED_FAILURES
+        slots, grace, allowed = 1, float(podspec.SPOT_GRACE_SECONDS), DASK_ALLOWED_FAILURES
         default = profile.workers.count or profile.workers.max or 1
         engine = "dask"
     else:
@@ -219,7 +220,7 @@ def fleet(job: JobConfig, profile: Profile, prices: PriceBook, *, workers: int |
         stable_names = ("Spark driver",)
         slots = profile.executor.cores
         grace = duration_seconds(spark.DECOMMISSION_FORCE_KILL)
-        allowed = spark.TASK_MAX_FAILURES
+        allowed = SPARK_TASK_MAX_FAILURES
         default = profile.executors.max
         engine = "spark"
     pods_asked = workers if workers is not None else default

@@ -8,6 +8,7 @@ import yaml
 from pipelines.config import parse_job
 from pipelines.cost import capacity
 from pipelines.cost.pricing import builtin_on_demand, price_book
+from pipelines.engines.limits import SPARK_TASK_MAX_FAILURES
 from pipelines.errors import ProfileFitError
 from pipelines.kube.instances import instance_types
 from pipelines.kube.pools import MIN_INSTANCE_TYPES
@@ -75,7 +76,8 @@ def test_spark_executors_bring_their_task_slots(job):
     fleet = capacity.fleet(job, load_profile(SPARK), price_book(), workers=10)
     assert fleet.engine == "spark" and fleet.slots_per_pod == 8 and fleet.slots == 80
     assert fleet.stable_pods == ("Spark driver",)
-    assert fleet.grace_seconds == 80 and fleet.allowed_failures == 10
+    assert fleet.grace_seconds == 80
+    assert fleet.allowed_failures == SPARK_TASK_MAX_FAILURES
 
 
 def test_the_pools_cpu_limit_caps_the_workers(job):

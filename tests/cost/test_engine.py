@@ -85,13 +85,17 @@ class BusyKiller:
 
     def _run(self) -> None:
         with Client(self.cluster) as client:
+            def in_flight(key) -> bool:
+                unit = unit_of_key(key)
+                return unit is not None and not (self.markers / f"{unit:06d}.json").exists()
+
             def target() -> tuple[str, object] | None:
-                """A worker with a unit in flight, and its nanny."""
+                """A worker with a unit in flight (its marker not written yet), and its
+                nanny."""
                 nannies = {n.worker_address: n for n in list(self.cluster.workers.values())}
                 for address, keys in sorted(client.processing().items()):
                     nanny = nannies.get(address)
-                    if nanny is not None and nanny.pid and any(
-                            unit_of_key(k) is not None for k in keys):
+                    if nanny is not None and nanny.pid and any(in_flight(k) for k in keys):
                         return address, nanny
                 return None
 
@@ -202,4 +206,4 @@ def test_units_redone_match_the_simulated_rework(tmp_path, tokenizer_bytes, file
     # reported (its marker written) costs the real engine nothing, hence the margin
     assert sim_redone == kills
     assert real.rework <= kills
-    assert abs(real.rework - sim_redone) <= max(1, kills // 4)
+    assert abs(real.rework - sim_redone) <= max(1, round(0.3 * kills))
