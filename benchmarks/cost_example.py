@@ -10,8 +10,8 @@ kind of text, writes a job with 128 MiB units, then:
   (b) checks the calibration against a real run of the stand-in: ``tokenyard cost
       --calibrate`` without ``--assume-input-bytes`` predicts the corpus's tokens and its
       units' work; ``tokenyard run --engine local --workers 1`` then tokenizes it, and
-      the ratios of real to predicted tokens, CPU-seconds (the whole command's, from
-      ``getrusage``) and unit seconds (the run record's ``unit_seconds``: wall seconds in
+      the ratios of real to predicted tokens, CPU-seconds (the whole command's and its
+      workers', sampled with psutil) and unit seconds (the run record's ``unit_seconds``: wall seconds in
       the worker) are printed. The prediction's 0.5 s per unit for S3 round trips is left
       out, as a local run makes none.
 
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -36,7 +36,49 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.throughput import make_corpus, make_tokenizer  # noqa: E402
+
+def make_corpus(root: Path, total_mb: int, files: int) -> None:
+    from pipelines.testing.corpus import write_jsonl
+
+    for i in range(files):
+        write_jsonl(root / "raw" / f"part-{i:03d}.jsonl", total_mb * 10**6 // files,
+                    seed=100 + i, id_prefix=f"p{i}")
+
+
+def make_tokenizer(root: Path, vocab: int) -> Path:
+    from pipelines.testing.corpus import documents
+    from pipelines.train import train_bpe
+
+    path = root / "tokenizer.json"
+    path.write_bytes(train_bpe(documents(8 * 10**6, seed=99), vocab_size=vocab,
+                               special_tokens=["<|endoftext|>"]))
+    return path
+
+
+def cpu_of_tree(args: list[str]) -> float:
+    """Run ``tokenyard ARGS``; the CPU-seconds of it and every process under it (sampled
+    every 20 ms with psutil, so processes forked by a server are counted too)."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen: dict[int, float] = {}
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            procs = [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                seen[p.pid] = max(seen.get(p.pid, 0.0), t.user + t.system)
+            except psutil.Error:
+                continue
+        time.sleep(0.02)
+    if proc.wait() != 0:
+        raise SystemExit(f"tokenyard {' '.join(args)} failed: {proc.stderr.read()[-2000:]}")
+    return sum(seen.values())
 
 
 def tokenyard(*args: str) -> subprocess.CompletedProcess:
@@ -105,10 +147,7 @@ def main() -> int:
         run_job.write_text(yaml.safe_dump(spec))
         predicted = json.loads(tokenyard("cost", str(run_job), "--profile", args.profile,
                                          "--workers", "1", "--calibrate", "--json").stdout)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        tokenyard("run", str(run_job), "--engine", "local", "--workers", "1")
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        cpu = cpu_of_tree(["run", str(run_job), "--engine", "local", "--workers", "1"])
         [record] = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
         overhead = predicted["units"] * predicted["calibration"]["unit_overhead_seconds"]
         work = predicted["cpu_seconds"] - overhead
