@@ -30,6 +30,7 @@ COMMANDS = (
     "sample",
     "train_tokenizer",
     "kube",
+    "cost",
 )
 
 
