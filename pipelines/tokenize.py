@@ -12,8 +12,9 @@ dtype, eos/bos ids, pre-tokenizer spans for cuts) comes from the HF reference, w
 tokenizer whichever backend encodes.
 
 Long documents. HF's tokenizer slows down on single huge inputs, so under the ``hf``
-backend a document longer than ``max_segment_chars`` is encoded in segments (fastokens
-stays linear and encodes documents whole; both give the same ids). A cut is made only where
+backend a document longer than ``max_segment_chars`` is encoded in segments. fastokens
+stays linear: it cuts only documents longer than ``ENCODE_CALL_CHARS``, to bound the
+memory of one call (both give the same ids). A cut is made only where
 it cannot change the tokens: at a pre-tokenizer boundary near the wanted length
 (preferably between a non-space and a space; never inside a whitespace run),
 and only after checking that encoding
@@ -130,6 +131,10 @@ class Encoder:
         if max_segment_chars < 4 * SEGMENT_WINDOW_CHARS:
             raise ValueError(f"max_segment_chars must be at least {4 * SEGMENT_WINDOW_CHARS}")
         self.max_segment_chars = max_segment_chars
+        #: the length above which a document is cut: short for HF (its cost grows faster
+        #: than the text), a bound on one call's memory for a linear backend
+        self.segment_chars = max_segment_chars if not self.backend.linear else max(
+            max_segment_chars, ENCODE_CALL_CHARS)
         self.segmentable = tokenizer.pre_tokenizer is not None
         if not self.segmentable:
             logger.warning("%s has no pre-tokenizer: documents longer than %d characters are "
@@ -192,8 +197,7 @@ class Encoder:
         if not texts:
             return np.empty(0, self.dtype), np.empty(0, np.int64)
         chars = sum(map(len, texts))
-        if chars <= ENCODE_CALL_CHARS and (self.backend.linear or
-                                           max(map(len, texts)) <= self.max_segment_chars):
+        if chars <= ENCODE_CALL_CHARS and max(map(len, texts)) <= self.segment_chars:
             # the common case: one call, lengths straight from the backend
             flat, lengths = self.backend.encode_flat(texts)
         else:
@@ -270,7 +274,7 @@ class Encoder:
             total += len(piece)
             buffer += piece
             start = 0
-            while self.segmentable and len(buffer) - start > self.max_segment_chars:
+            while self.segmentable and len(buffer) - start > self.segment_chars:
                 cut = self._find_cut(buffer, start)
                 if cut is None:
                     break
@@ -294,13 +298,9 @@ class Encoder:
         return self.reference.encode_flat([text])[0]
 
     def _segments_of(self, texts: Sequence[str]):
-        """(document index, segment) pairs; long documents cut lazily into exact segments.
-
-        A backend linear in the text's length encodes every document whole.
-        """
-        cut = self.segmentable and not self.backend.linear
+        """(document index, segment) pairs; long documents cut lazily into exact segments."""
         for index, text in enumerate(texts):
-            if cut and len(text) > self.max_segment_chars:
+            if self.segmentable and len(text) > self.segment_chars:
                 for segment in self.iter_segments(text):
                     yield index, segment
             else:
@@ -344,7 +344,7 @@ class Encoder:
 
     def iter_segments(self, text: str):
         """:meth:`segments`, one at a time."""
-        limit = self.max_segment_chars
+        limit = self.segment_chars
         if not self.segmentable:
             yield text
             return
@@ -358,9 +358,9 @@ class Encoder:
         yield text[start:]
 
     def _find_cut(self, text: str, start: int) -> int | None:
-        """The first safe cut at or after ``start + max_segment_chars - window / 2``."""
+        """The first safe cut at or after ``start + segment_chars - window / 2``."""
         half = SEGMENT_WINDOW_CHARS
-        centre = start + self.max_segment_chars - half // 2
+        centre = start + self.segment_chars - half // 2
         while centre + half < len(text):
             lo, hi = max(start, centre - half), centre + half
             window = text[lo:hi]
