@@ -20,6 +20,13 @@ reads only the raw objects that are new, in one of two modes:
     as an explicit list of URIs. An object rewritten with new content (new ETag) is new
     again. Chosen by ``auto`` when ``input.uri`` has no placeholder.
 
+A night is decided once: :func:`resolve_night` lists the inputs, reads the tokenizer and
+checks the catalog, and returns a :class:`Night`; :func:`tokenize_night` and
+:func:`publish_night` act on exactly that night. Between Airflow tasks it travels as JSON
+(:meth:`Night.as_dict` / :meth:`Night.from_dict`). Running a night's job on Kubernetes
+(a ``KubeCluster``, or rendered ``DaskJob``/``SparkApplication`` objects) is
+:mod:`pipelines.nightly_kubernetes`; this module knows nothing of Kubernetes.
+
 Reruns (an Airflow clear, retry or backfill) are safe: a night whose version has a
 saved plan reuses exactly that plan's inputs, so a committed night is a no-op and a
 half-done one resumes; each night writes under its own prefix, so two nights never
@@ -31,15 +38,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipelines import catalog as catalog_mod
 from pipelines import commit as commit_mod
 from pipelines import storage
-from pipelines.config import JobConfig
+from pipelines.config import JobConfig, parse_job
 from pipelines.errors import ConfigError
 from pipelines.plan import check_overlap
 from pipelines.progress import NO_PROGRESS, Progress
@@ -51,6 +56,8 @@ AUTO, PARTITION, WATERMARK = "auto", "partition", "watermark"
 MODES = (AUTO, PARTITION, WATERMARK)
 WATERMARK_FILE = "_watermark.json"
 WATERMARK_FORMAT = 1
+#: the layout of :meth:`Night.as_dict`, the decision that later tasks receive
+NIGHT_FORMAT = 1
 #: the version prefix under the root; ``{ds}`` is the logical date
 DEFAULT_VERSION_TEMPLATE = "v={ds}"
 _DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -118,6 +125,36 @@ class Night:
     @property
     def skipped(self) -> bool:
         return self.skipped_reason is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The night as JSON (an Airflow XCom): what ``select`` decided, so that later
+        steps run exactly that night without listing, planning or loading the tokenizer
+        again. Storage options hold no credentials (they come from the AWS chain)."""
+        return {"format": NIGHT_FORMAT, "ds": self.ds, "mode": self.mode, "root": self.root,
+                "version": self.version,
+                "job": None if self.job is None else self.job.model_dump(mode="json"),
+                "inputs": [asdict(item) for item in self.inputs],
+                "skipped_reason": self.skipped_reason, "resumed": self.resumed,
+                "storage": dict(self.storage)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Night:
+        """The night that :meth:`as_dict` described; refuses anything else."""
+        source = "the night handed on by the select step"
+        if not isinstance(data, dict) or data.get("format") != NIGHT_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ConfigError(
+                f"{source} is not a night of format {NIGHT_FORMAT} (found {found!r}).",
+                hint="Clear the run's select task so that it decides the night again.")
+        try:
+            job = None if data["job"] is None else parse_job(data["job"], source=source)
+            inputs = tuple(storage.Listed(**item) for item in data["inputs"])
+            return cls(data["ds"], data["mode"], data["root"], data["version"], job, inputs,
+                       data["skipped_reason"], data["resumed"], dict(data["storage"]))
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"{source} lacks a field or has one of the wrong type ({err}).",
+                              hint="Clear the run's select task so that it decides the night "
+                                   "again.") from None
 
 
 @dataclass(frozen=True)
@@ -260,6 +297,11 @@ def tokenize_night(night: Night, *, progress: Progress = NO_PROGRESS,
     return run_job(night.job, progress=progress, engine_kwargs=engine_kwargs)
 
 
+def is_committed(night: Night) -> bool:
+    """Whether the night's version has its manifest: one read, nothing listed."""
+    return commit_mod.load_manifest(night.output_uri, night.storage) is not None
+
+
 def publish_night(night: Night) -> tuple[dict, bool]:
     """Add the committed version to the catalog; returns (its entry, catalog written)."""
     manifest = commit_mod.load_manifest(night.output_uri, night.storage)
@@ -300,55 +342,3 @@ def result_of(night: Night, summary: RunSummary, catalog_updated: bool) -> Night
         already_committed=summary.already_committed, catalog_updated=catalog_updated,
         documents=summary.documents, tokens=summary.tokens, rejected=summary.rejected,
         seconds=round(summary.seconds, 3), tokens_per_s=round(summary.tokens_per_s, 1))
-
-
-@contextmanager
-def kube_cluster(job: JobConfig, dask_profile: str | None) -> Iterator[dict]:
-    """Engine arguments that run the night on a ``KubeCluster`` started from a Dask
-    profile (``cluster_specs/dask/*.yaml``), closed when the block ends; ``{}`` without one.
-    """
-    if not dask_profile:
-        yield {}
-        return
-    if job.engine.kind != "dask":
-        raise ConfigError(f"a Dask profile ({dask_profile}) needs engine.kind dask, not "
-                          f"{job.engine.kind}.")
-    from pipelines.kube.cluster import make_kube_cluster
-
-    cluster, note = make_kube_cluster(job, dask_profile)
-    try:
-        yield {"cluster": cluster, "cluster_note": note}
-    finally:
-        cluster.close()
-
-
-#: what :func:`render_night` can submit to Kubernetes
-RENDER_KINDS = ("daskjob", "sparkapplication")
-
-
-def render_night(night: Night, kind: str, profile_path: str, *, attempt: int = 1
-                 ) -> list[dict[str, Any]]:
-    """The Kubernetes objects that run the night's job as a DaskJob or a SparkApplication.
-
-    Built by the project's renderers (``pipelines.kube``); named per night and attempt
-    (``<job>-<ds_nodash>-a<attempt>``) so that a retry never collides with the objects
-    of an earlier attempt. The pods run ``tokenyard run`` on the night's job, which
-    commits the version; the catalog is updated afterwards by :func:`publish_night`.
-    """
-    if night.job is None:
-        raise ConfigError(f"night {night.ds} has nothing to run ({night.skipped_reason}).")
-    name = f"{night.job.name[:44].rstrip('-_.')}-{placeholders(night.ds)['ds_nodash']}-a{attempt}"
-    job = night.job.with_overrides(name=name)
-    if kind == "daskjob":
-        from pipelines.kube.dask import render
-        from pipelines.kube.profiles import load_dask_profile
-
-        return render(job, load_dask_profile(profile_path), as_job=True, source=profile_path)
-    if kind == "sparkapplication":
-        from pipelines.kube.profiles import load_spark_profile
-        from pipelines.kube.spark import render_operator
-
-        return render_operator(job.with_overrides(**{"engine.kind": "spark"}),
-                               load_spark_profile(profile_path), source=profile_path)
-    raise ConfigError(f"unknown Kubernetes kind {kind!r}.",
-                      hint=f"Choose one of: {', '.join(RENDER_KINDS)}.")

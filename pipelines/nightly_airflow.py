@@ -3,6 +3,10 @@
 
 * :func:`base_job` finds the job file: the ``job_file`` DAG param, else the Airflow
   Variable ``tokenyard_nightly_job``; a relative path is relative to the DAG file.
+* :func:`resolve` decides the night (only the ``select`` task does); :func:`hand_on` is
+  what ``select`` returns, and :func:`received` gives the tasks after it that very night
+  from the XCom, so that none of them lists, plans or loads the tokenizer again unless
+  that is its own work (``tokenize`` runs the pipeline, which plans).
 * :func:`airflow_errors` turns a :class:`~pipelines.errors.TokenyardError` into the
   pipeline's one-paragraph message: a permanent error fails the task at once
   (``AirflowFailException``: no retry), a transient one (throttling, a lost network,
@@ -90,8 +94,20 @@ def skip_submit(night: nightly.Night) -> None:
 
 
 def describe(night: nightly.Night) -> dict[str, Any]:
-    """What the select task hands on (an XCom): small, JSON, no credentials."""
+    """A summary of the night to read in the Airflow UI: small, JSON, no credentials."""
     return {"ds": night.ds, "mode": night.mode, "version": night.version,
             "output_uri": night.output_uri, "catalog_uri": night.catalog_uri,
             "input_files": len(night.inputs), "input_bytes": sum(i.size for i in night.inputs),
             "resumed": night.resumed}
+
+
+def hand_on(night: nightly.Night) -> dict[str, Any]:
+    """What the select task returns (its XCom): the summary, and under ``night`` the
+    night itself (its job, input list and version) for the tasks after it."""
+    return {**describe(night), "night": night.as_dict()}
+
+
+def received(selected: dict[str, Any] | None) -> nightly.Night:
+    """The night that the select task decided, from its XCom."""
+    with airflow_errors():
+        return nightly.Night.from_dict((selected or {}).get("night"))

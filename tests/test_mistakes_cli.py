@@ -5,6 +5,7 @@ refused; what a run did is told truthfully."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -218,6 +219,8 @@ def test_an_unreachable_scheduler_is_one_paragraph(job_file, capsys, monkeypatch
 
 
 def test_kubernetes_without_a_kubeconfig_is_one_paragraph(tmp_path, tokenizer_file):
+    if importlib.util.find_spec("dask_kubernetes") is None:
+        pytest.skip("needs dask-kubernetes: pip install 'tokenyard[kubernetes]'")
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(make_job("s3://raw-bucket/x/", "s3://models/t.json",
                                            "s3://out-bucket/x/")))

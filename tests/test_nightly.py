@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
-from pipelines import catalog, nightly, storage
+from pipelines import catalog, nightly, nightly_kubernetes, storage
 from pipelines.config import parse_job
 from pipelines.errors import ConfigError
 
@@ -211,17 +212,18 @@ def test_render_night_names_objects_per_night_and_attempt(s3, tokenizer_file):
     s3.put("s3://models/tok.json", tokenizer_file.read_bytes())
     base = base_job("s3://raw/books/dt={ds}/*.jsonl", "s3://tok/books/", "s3://models/tok.json")
     night = nightly.resolve_night(base, DAY1)
-    objects = nightly.render_night(night, "daskjob", str(REPO / "cluster_specs/dask/general-1cpu.yaml"),
-                                   attempt=2)
+    objects = nightly_kubernetes.render_night(
+        night, "daskjob", str(REPO / "cluster_specs/dask/general-1cpu.yaml"), attempt=2)
     kinds = [o["kind"] for o in objects]
     assert kinds[:2] == ["ConfigMap", "DaskJob"]
     assert all("20261120-a2" in o["metadata"]["name"] for o in objects)
     assert f"s3://tok/books/v={DAY1}/" in objects[0]["data"]["job.yaml"]
     with pytest.raises(ConfigError, match="unknown Kubernetes kind"):
-        nightly.render_night(night, "pod", "x.yaml")
+        nightly_kubernetes.render_night(night, "pod", "x.yaml")
 
 
-def test_render_night_of_a_watermark_night_carries_its_input_list(s3, tokenizer_file):
+def test_a_handed_on_watermark_night_renders_its_input_list_without_listing(s3, tokenizer_file):
+    """What select decided travels as JSON; rendering reads none of the inputs again."""
     import yaml
 
     from tests.conftest import REPO
@@ -232,12 +234,59 @@ def test_render_night_of_a_watermark_night_carries_its_input_list(s3, tokenizer_
     s3.put("s3://raw/books/b.jsonl", jsonl("two"))
     s3.put("s3://models/tok.json", tokenizer_file.read_bytes())
     base = base_job("s3://raw/books/", "s3://tok/books/", "s3://models/tok.json")
-    night = nightly.resolve_night(base, DAY1)
-    assert night.mode == "watermark"
-    objects = nightly.render_night(night, "daskjob",
-                                   str(REPO / "cluster_specs/dask/general-1cpu.yaml"))
+    decided = json.dumps(nightly.resolve_night(base, DAY1).as_dict())
+    s3.fs.rm(["raw/books/a.jsonl", "raw/books/b.jsonl"])
+    s3.fs.rm("models/tok.json")
+    s3.put("s3://raw/books/c.jsonl", jsonl("three, after select"))
+
+    night = nightly.Night.from_dict(json.loads(decided))
+    assert night.mode == "watermark" and not night.skipped
+    objects = nightly_kubernetes.render_night(night, "daskjob",
+                                              str(REPO / "cluster_specs/dask/general-1cpu.yaml"))
     job = yaml.safe_load(objects[0]["data"]["job.yaml"])
     assert job["input"]["uri"] == ["s3://raw/books/a.jsonl", "s3://raw/books/b.jsonl"]
+
+
+def test_a_night_survives_its_json_form_unchanged(s3, tmp_path, tokenizer_file):
+    s3.bucket("raw")
+    s3.put(f"s3://raw/books/dt={DAY1}/a.jsonl", jsonl("one"))
+    partition = base_job("s3://raw/books/dt={ds}/*.jsonl", str(tmp_path / "p") + "/",
+                         tokenizer_file, plan={"target_unit_bytes": "64MiB"},
+                         storage={"endpoint_url": s3.endpoint})
+    watermark = base_job("s3://raw/books/", str(tmp_path / "w") + "/", tokenizer_file)
+    nights = [nightly.resolve_night(partition, DAY1), nightly.resolve_night(watermark, DAY1),
+              nightly.resolve_night(partition, DAY2)]  # the last one has nothing: skipped
+    assert [n.skipped for n in nights] == [False, False, True]
+    for night in nights:
+        again = nightly.Night.from_dict(json.loads(json.dumps(night.as_dict())))
+        assert again == night
+        assert again.output_uri == night.output_uri
+
+
+@pytest.mark.parametrize("bad", [None, {"format": 99}, {"format": nightly.NIGHT_FORMAT}])
+def test_a_night_that_is_not_one_is_refused_clearly(bad):
+    with pytest.raises(ConfigError, match="select"):
+        nightly.Night.from_dict(bad)
+
+
+def test_the_nightly_core_knows_nothing_of_kubernetes():
+    import ast
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    source = ast.parse(Path(nightly.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(source) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module for node in ast.walk(source)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not [m for m in imported if "kube" in m or "airflow" in m]
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, pipelines.nightly; print(sorted(m for m in "
+         "sys.modules if 'kube' in m or m.split('.')[0] == 'airflow'))"],
+        capture_output=True, text=True, check=True, cwd=REPO)
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_logging_progress_reports_units_tokens_and_throughput(tmp_path, tokenizer_file, caplog):

@@ -8,6 +8,10 @@ Three tasks, each a thin call into ``pipelines.nightly`` (see README "## Airflow
      if no new     the engine the    watermark, once the
      raw data)     job file names)   manifest is committed)
 
+``select`` decides the night once (lists the new raw objects, reads the tokenizer,
+checks the catalog) and hands it on as its XCom: ``tokenize`` and ``publish`` act on
+that very night (its job, input list and version) without resolving it again.
+
 Params (or the Airflow Variable ``tokenyard_nightly_job`` for the job file):
 ``job_file``, ``mode`` (auto | partition | watermark), ``version_template``,
 ``overrides`` (dotted job keys, e.g. {"engine.kind": "local"}), ``dask_profile``
@@ -63,19 +67,18 @@ def tokenyard_nightly():
         glue.log.info("night %s (%s mode): %d raw objects -> %s%s", ds, night.mode,
                       len(night.inputs), night.output_uri,
                       " (resuming a saved plan)" if night.resumed else "")
-        return glue.describe(night)
+        return glue.hand_on(night)
 
     @task
-    def tokenize(selected: dict, params=None, ds=None) -> dict:
+    def tokenize(selected: dict, params=None) -> dict:
         from pipelines import nightly, nightly_airflow as glue
+        from pipelines.nightly_kubernetes import kube_cluster  # {} without a dask_profile
         from pipelines.progress_log import LoggingProgress
 
-        night = glue.resolve(params, ds, DAG_FOLDER)
-        if night.skipped:
-            glue.skip(night)
+        night = glue.received(selected)
         profile = params.get("dask_profile")
         profile = str(DAG_FOLDER / profile) if profile else None
-        with glue.airflow_errors(), nightly.kube_cluster(night.job, profile) as kw:
+        with glue.airflow_errors(), kube_cluster(night.job, profile) as kw:
             summary = nightly.tokenize_night(night, progress=LoggingProgress(glue.log),
                                              engine_kwargs=kw)
         result = nightly.result_of(night, summary, catalog_updated=False)
@@ -83,10 +86,10 @@ def tokenyard_nightly():
         return result.as_dict()
 
     @task
-    def publish(tokenized: dict, params=None, ds=None) -> dict:
+    def publish(tokenized: dict, selected: dict) -> dict:
         from pipelines import nightly, nightly_airflow as glue
 
-        night = glue.resolve(params, ds, DAG_FOLDER)
+        night = glue.received(selected)
         with glue.airflow_errors():
             entry, written = nightly.publish_night(night)
         glue.log.info("catalog %s %s: %s (%d documents, %d tokens)", night.catalog_uri,
@@ -94,7 +97,8 @@ def tokenyard_nightly():
                       entry["documents"], entry["tokens"])
         return {**tokenized, "catalog_updated": written}
 
-    publish(tokenize(select()))
+    selected = select()
+    publish(tokenize(selected), selected)
 
 
 tokenyard_nightly()

@@ -3,15 +3,19 @@ SparkApplication that the DAG submits; Airflow only orchestrates.
 
     select ──► render ──► submit_config ──► submit_job ──► wait ──► publish
 
+``select`` decides the night once (lists the new raw objects, reads the tokenizer,
+checks the catalog) and hands it on as its XCom; every later task acts on that night.
 ``render`` builds the objects with the project's renderers (``pipelines.kube.dask`` /
-``pipelines.kube.spark`` through ``pipelines.nightly.render_night``), named per night
-and attempt; ``submit_*`` create them with the Kubernetes provider's
+``pipelines.kube.spark`` through ``pipelines.nightly_kubernetes.render_night``), named
+per night and attempt, or skips the submission when the version is committed already;
+``submit_*`` create them with the Kubernetes provider's
 ``KubernetesCreateResourceOperator`` (connection ``kubernetes_default``); ``wait``
-watches for the version's ``manifest.json`` (the pipeline's own commit signal) in
-reschedule mode, so no worker slot is held while the cluster works; ``publish`` adds the
-version to catalog.json.
+watches for the version's ``manifest.json`` (the pipeline's own commit signal: one read
+per poke) in reschedule mode, so no worker slot is held while the cluster works;
+``publish`` adds the version to catalog.json.
 
-Needs ``apache-airflow-providers-cncf-kubernetes``; without it this file defines no DAG
+Needs Airflow's Kubernetes provider (``pip install 'tokenyard[airflow-kubernetes]'``);
+without it this file defines no DAG
 (and the in-worker DAG ``tokenyard_nightly`` still works). Job files for this DAG must
 use object-store URIs only (pods cannot read the Airflow worker's disk). Both modes
 work: a watermark night's explicit input list travels in the rendered job file.
@@ -68,15 +72,15 @@ def build():
             night = glue.resolve(params, ds, DAG_FOLDER)
             if night.skipped:
                 glue.skip(night)
-            return glue.describe(night)
+            return glue.hand_on(night)
 
         @task
-        def render(selected: dict, params=None, ds=None, ti=None) -> dict:
-            from pipelines import commit, nightly, nightly_airflow as glue
+        def render(selected: dict, params=None, ti=None) -> dict:
+            from pipelines import nightly, nightly_airflow as glue, nightly_kubernetes
             from pipelines.kube import yamlio
 
-            night = glue.resolve(params, ds, DAG_FOLDER)
-            if commit.load_manifest(night.output_uri, night.storage) is not None:
+            night = glue.received(selected)
+            if nightly.is_committed(night):
                 glue.skip_submit(night)
             if not params.get("profile"):
                 raise glue.AirflowFailException(
@@ -84,8 +88,8 @@ def build():
                     "(daskjob) or cluster_specs/spark/*.yaml (sparkapplication) file.")
             profile = str(DAG_FOLDER / params["profile"])
             with glue.airflow_errors():
-                objects = nightly.render_night(night, params["kind"], profile,
-                                               attempt=ti.try_number)
+                objects = nightly_kubernetes.render_night(night, params["kind"], profile,
+                                                          attempt=ti.try_number)
             core = [o for o in objects if o["apiVersion"] == "v1"]
             custom = [o for o in objects if o["apiVersion"] != "v1"]
             return {"core": yamlio.dump_all(core), "custom": yamlio.dump_all(custom)}
@@ -98,27 +102,27 @@ def build():
             custom_resource_definition=True,
             yaml_conf="{{ ti.xcom_pull(task_ids='render')['custom'] }}")
 
+        # runs when the objects were submitted, or when render found the version
+        # committed already (submit skipped); skipped with select (nothing new)
         @task.sensor(poke_interval=60, timeout=WAIT_TIMEOUT.total_seconds(), mode="reschedule",
-                     trigger_rule="none_failed")
-        def wait(params=None, ds=None) -> bool:
-            from pipelines import commit, nightly_airflow as glue
-
-            night = glue.resolve(params, ds, DAG_FOLDER)
-            if night.skipped:
-                glue.skip(night)
-            return commit.load_manifest(night.output_uri, night.storage) is not None
-
-        @task
-        def publish(params=None, ds=None) -> dict:
+                     trigger_rule="none_failed_min_one_success")
+        def wait(selected: dict) -> bool:
             from pipelines import nightly, nightly_airflow as glue
 
-            night = glue.resolve(params, ds, DAG_FOLDER)
+            with glue.airflow_errors():  # one read of manifest.json per poke
+                return nightly.is_committed(glue.received(selected))
+
+        @task
+        def publish(selected: dict) -> dict:
+            from pipelines import nightly, nightly_airflow as glue
+
+            night = glue.received(selected)
             with glue.airflow_errors():
                 entry, written = nightly.publish_night(night)
             return {**entry, "catalog_updated": written}
 
-        rendered = render(select())
-        rendered >> submit_config >> submit_job >> wait() >> publish()
+        selected = select()
+        render(selected) >> submit_config >> submit_job >> wait(selected) >> publish(selected)
 
     return tokenyard_nightly_kubernetes()
 

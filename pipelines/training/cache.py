@@ -78,10 +78,10 @@ def default_max_bytes() -> int:
     env = os.environ.get(CACHE_BYTES_ENV)
     if not env:
         return DEFAULT_CACHE_BYTES
-    from dask.utils import parse_bytes
+    from pipelines.config import parse_byte_size
 
     try:
-        return int(parse_bytes(env))
+        return parse_byte_size(env)
     except ValueError:
         raise ConfigError(f"${CACHE_BYTES_ENV} is {env!r}, which is not a size.",
                           hint="Write bytes or a unit: 68719476736, '64GiB', '100GB'.") from None
