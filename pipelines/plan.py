@@ -22,6 +22,8 @@ import posixpath
 import re
 from dataclasses import asdict, dataclass
 
+from fsspec.utils import glob_translate
+
 from pipelines import storage, uris
 from pipelines.config import JobConfig, auto_unit_bytes
 from pipelines.errors import ConfigError, InputError, StorageNotFoundError
@@ -212,7 +214,7 @@ def _reaches(input_uri: str, output: uris.LocationKey) -> bool:
     base = uris.glob_base(scheme_path) if glob else scheme_path
     prefix = input_uri.split("://", 1)[0] + "://" if "://" in input_uri else ""
     base_key = uris.location_key(prefix + base)
-    pattern = (re.compile(storage.glob_translate(base_key.path + scheme_path[len(base):]))
+    pattern = (re.compile(glob_translate(base_key.path + scheme_path[len(base):]))
                if glob else None)
     for name in OUTPUT_SAMPLE_NAMES:
         written = f"{output.path}/{name}"
