@@ -220,9 +220,9 @@ def main() -> None:
                 rows["local"].append(read_epochs(SequenceDataset(local, args.seq_len, seed=1), e))
                 cache = CacheSettings(directory=str(root / f"cache-{run}"), max_bytes=2**34)
                 rows["s3 cold"].append(read_epochs(SequenceDataset(
-                    remote, args.seq_len, seed=1, storage=opts, cache=cache), 1))
+                    remote, args.seq_len, seed=1, storage_options=opts, cache=cache), 1))
                 rows["s3 warm"].append(read_epochs(SequenceDataset(
-                    remote, args.seq_len, seed=1, storage=opts, cache=cache), e))
+                    remote, args.seq_len, seed=1, storage_options=opts, cache=cache), e))
                 rows["s3 GET only"].append(get_only(probe, server.filesystem(), n))
         # the same windows: the first token of every sample adds up alike in every epoch
         per_epoch = {name: {r["checksum"] * n // r["samples"] for r in runs}

@@ -69,11 +69,11 @@ def _parse(uri: str, data: bytes) -> dict:
     return catalog
 
 
-def load(root: str, storage_opts: dict) -> dict | None:
+def load(root: str, storage_options: storage.StorageOptions) -> dict | None:
     """The catalog under ``root``, or None when no version was published yet."""
     uri = catalog_uri(root)
     try:
-        return _parse(uri, storage.read_bytes(uri, storage_opts))
+        return _parse(uri, storage.read_bytes(uri, storage_options))
     except storage.StorageNotFoundError:
         return None
 
@@ -101,7 +101,8 @@ def entry_of(version: str, ds: str, manifest: dict, input_files: int) -> dict:
     }
 
 
-def update_json(uri: str, change: Callable[[dict | None], dict | None], storage_opts: dict,
+def update_json(uri: str, change: Callable[[dict | None], dict | None],
+                storage_options: storage.StorageOptions,
                 *, parse: Callable[[str, bytes], dict] = lambda uri, data: json.loads(data)
                 ) -> tuple[dict | None, bool]:
     """Read-modify-write a small JSON object with compare-and-swap, retried on conflict.
@@ -110,12 +111,12 @@ def update_json(uri: str, change: Callable[[dict | None], dict | None], storage_
     None to write nothing. Returns (the document as it now stands, whether it was written).
     """
     for attempt in range(1, CAS_ATTEMPTS + 1):
-        current = storage.read_bytes_versioned(uri, storage_opts)
+        current = storage.read_bytes_versioned(uri, storage_options)
         doc, etag = (parse(uri, current[0]), current[1]) if current else (None, None)
         updated = change(doc)
         if updated is None:
             return doc, False
-        if storage.write_bytes_if(uri, dumps(updated), storage_opts, expected=etag):
+        if storage.write_bytes_if(uri, dumps(updated), storage_options, expected=etag):
             return updated, True
         delay = min(5.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2)
         log.info("%s changed while updating it; retry %d in %.2fs", uri, attempt, delay)
@@ -125,7 +126,8 @@ def update_json(uri: str, change: Callable[[dict | None], dict | None], storage_
         hint="Another writer is updating it in a loop; rerun this night: it is idempotent.")
 
 
-def add_version(root: str, entry: dict, manifest: dict, storage_opts: dict) -> tuple[dict, bool]:
+def add_version(root: str, entry: dict, manifest: dict,
+                storage_options: storage.StorageOptions) -> tuple[dict, bool]:
     """Add a committed version's entry; returns (catalog, whether it was written)."""
     uri = catalog_uri(root)
     tokenizer = {k: manifest["tokenizer"].get(k) for k in TOKENIZER_FIELDS}
@@ -148,19 +150,20 @@ def add_version(root: str, entry: dict, manifest: dict, storage_opts: dict) -> t
         versions = sorted(others + [entry], key=lambda v: v["version"])
         return dict(catalog, versions=versions, latest=versions[-1]["version"])
 
-    catalog, written = update_json(uri, change, storage_opts, parse=_parse)
+    catalog, written = update_json(uri, change, storage_options, parse=_parse)
     if written:
         log.info("catalog %s: added %s (%d versions)", uri, entry["version"],
                  len(catalog["versions"]))
     return catalog, written
 
 
-def latest(root: str, storage_opts: dict) -> tuple[dict, dict]:
+def latest(root: str, storage_options: storage.StorageOptions) -> tuple[dict, dict]:
     """The latest version's catalog entry and its manifest: what a training job reads."""
-    catalog = load(root, storage_opts)
+    catalog = load(root, storage_options)
     if not catalog or not catalog["versions"]:
         raise CatalogError(f"{catalog_uri(root)} lists no version yet.",
                            hint="Wait for the first nightly run to commit.")
     entry = catalog["versions"][-1]
-    manifest = json.loads(storage.read_bytes(storage.join(root, entry["manifest"]), storage_opts))
+    manifest = json.loads(storage.read_bytes(storage.join(root, entry["manifest"]),
+                                             storage_options))
     return entry, manifest

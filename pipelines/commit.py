@@ -34,29 +34,30 @@ def manifest_uri(output_uri: str) -> str:
     return storage.join(output_uri, MANIFEST)
 
 
-def load_plan(output_uri: str, storage_opts: dict) -> Plan | None:
+def load_plan(output_uri: str, storage_options: storage.StorageOptions) -> Plan | None:
     try:
-        return Plan.from_json(storage.read_bytes(plan_uri(output_uri), storage_opts))
+        return Plan.from_json(storage.read_bytes(plan_uri(output_uri), storage_options))
     except storage.StorageNotFoundError:
         return None
 
 
-def load_manifest(output_uri: str, storage_opts: dict) -> dict | None:
+def load_manifest(output_uri: str, storage_options: storage.StorageOptions) -> dict | None:
     try:
-        return json.loads(storage.read_bytes(manifest_uri(output_uri), storage_opts))
+        return json.loads(storage.read_bytes(manifest_uri(output_uri), storage_options))
     except storage.StorageNotFoundError:
         return None
 
 
-def done_units(plan: Plan, output_uri: str, storage_opts: dict) -> dict[int, UnitResult]:
+def done_units(plan: Plan, output_uri: str,
+               storage_options: storage.StorageOptions) -> dict[int, UnitResult]:
     """The units of ``plan`` whose markers are present and valid."""
-    names = set(storage.list_names(storage.join(output_uri, "_units"), storage_opts))
+    names = set(storage.list_names(storage.join(output_uri, "_units"), storage_options))
 
     def check(index: int) -> UnitResult | None:
         if f"{index:06d}.json" not in names:
             return None
-        result = read_marker(output_uri, index, storage_opts)
-        if result and marker_is_valid(result, plan.fingerprint, output_uri, storage_opts):
+        result = read_marker(output_uri, index, storage_options)
+        if result and marker_is_valid(result, plan.fingerprint, output_uri, storage_options):
             return result
         return None
 
@@ -111,30 +112,30 @@ def build_manifest(plan: Plan, results: dict[int, UnitResult]) -> dict:
     }
 
 
-def remove_stale_temporaries(output_uri: str, storage_opts: dict) -> int:
+def remove_stale_temporaries(output_uri: str, storage_options: storage.StorageOptions) -> int:
     """Delete local in-progress files left by killed writers (object stores have none)."""
     if not storage.is_local(output_uri):
         return 0
-    stale = [n for n in storage.list_names(output_uri, storage_opts) if storage.TMP_MARKER in n]
+    stale = [n for n in storage.list_names(output_uri, storage_options) if storage.TMP_MARKER in n]
     for name in stale:
-        storage.remove(storage.join(output_uri, name), storage_opts)
+        storage.remove(storage.join(output_uri, name), storage_options)
     return len(stale)
 
 
-def commit(plan: Plan, output_uri: str, storage_opts: dict,
+def commit(plan: Plan, output_uri: str, storage_options: storage.StorageOptions,
            results: dict[int, UnitResult] | None = None) -> dict:
     """Check every marker, then write ``manifest.json``; return the manifest."""
-    verified = done_units(plan, output_uri, storage_opts)
+    verified = done_units(plan, output_uri, storage_options)
     if results:
         for index, result in results.items():
             if index in verified and verified[index] != result:
                 raise DatasetError(output_uri, [
                     f"unit {index:06d}: its marker differs from what the unit reported"])
     manifest = build_manifest(plan, verified)
-    removed = remove_stale_temporaries(output_uri, storage_opts)
+    removed = remove_stale_temporaries(output_uri, storage_options)
     if removed:
         log.info("removed %d stale temporary files", removed)
-    storage.write_bytes(manifest_uri(output_uri), dumps(manifest), storage_opts)
+    storage.write_bytes(manifest_uri(output_uri), dumps(manifest), storage_options)
     return manifest
 
 
@@ -157,12 +158,12 @@ class Status:
         return self.units - self.done
 
 
-def status(output_uri: str, storage_opts: dict) -> Status:
-    plan = load_plan(output_uri, storage_opts)
+def status(output_uri: str, storage_options: storage.StorageOptions) -> Status:
+    plan = load_plan(output_uri, storage_options)
     if plan is None:
         return Status(output_uri, False, False, 0, 0, 0, 0, 0, 0, None, None)
-    manifest = load_manifest(output_uri, storage_opts)
-    done = done_units(plan, output_uri, storage_opts)
+    manifest = load_manifest(output_uri, storage_options)
+    done = done_units(plan, output_uri, storage_options)
     committed = manifest is not None and manifest.get("fingerprint") == plan.fingerprint
     return Status(
         output_uri=output_uri, planned=True, committed=committed, units=len(plan.units),

@@ -105,7 +105,12 @@ class Night:
     skipped_reason: str | None
     #: the version's prefix holds a plan already (a rerun: resume, or no-op if committed)
     resumed: bool
-    storage: dict
+    storage_options: storage.StorageOptions
+
+    @property
+    def storage(self) -> storage.StorageOptions:
+        """The former name of :attr:`storage_options`, still read by the Kubernetes DAG."""
+        return self.storage_options
 
     @property
     def output_uri(self) -> str:
@@ -160,10 +165,10 @@ def watermark_uri(root: str) -> str:
     return storage.join(root, WATERMARK_FILE)
 
 
-def load_watermark(root: str, storage_opts: dict) -> dict:
+def load_watermark(root: str, storage_options: storage.StorageOptions) -> dict:
     """``{raw object URI: {"etag", "version", "state"}}``; empty before the first night."""
     try:
-        doc = json.loads(storage.read_bytes(watermark_uri(root), storage_opts))
+        doc = json.loads(storage.read_bytes(watermark_uri(root), storage_options))
     except storage.StorageNotFoundError:
         return {}
     return doc.get("inputs", {})
@@ -191,18 +196,18 @@ def _update_watermark(night: Night, state: str) -> bool:
             return None
         return {"format": WATERMARK_FORMAT, "inputs": updated}
 
-    _, written = catalog_mod.update_json(watermark_uri(night.root), change, night.storage)
+    _, written = catalog_mod.update_json(watermark_uri(night.root), change, night.storage_options)
     return written
 
 
 # -- one night --------------------------------------------------------------------
 
 
-def _list(uris: tuple[str, ...], storage_opts: dict) -> list[storage.Listed]:
+def _list(uris: tuple[str, ...], storage_options: storage.StorageOptions) -> list[storage.Listed]:
     found: dict[str, storage.Listed] = {}
     for uri in uris:
         try:
-            for item in storage.list_files(uri, storage_opts):
+            for item in storage.list_files(uri, storage_options):
                 found.setdefault(item.uri, item)
         except storage.StorageNotFoundError:
             continue
@@ -220,34 +225,34 @@ def resolve_night(base: JobConfig, ds: str, *, mode: str = AUTO,
         raise ConfigError(f"the version name {version!r} must be one path segment of letters, "
                           "digits, '=', '.', '_' and '-', starting with a letter or digit.",
                           hint="Use a template such as v={ds}.")
-    storage_opts = storage_of(base)
+    storage_options = storage_of(base)
     output_uri = storage.join(root, version)
-    saved = commit_mod.load_plan(output_uri, storage_opts)
+    saved = commit_mod.load_plan(output_uri, storage_options)
     resumed = saved is not None
     if mode == PARTITION:
         uris = tuple(fill(u, ds) for u in base.input.uris)
         value: str | list[str] = uris[0] if isinstance(base.input.uri, str) else list(uris)
-        inputs = _list(uris, storage_opts)
+        inputs = _list(uris, storage_options)
         reason = None if inputs else f"no raw objects match {', '.join(uris)}"
     elif saved is not None:  # a rerun takes exactly the inputs it planned the first time
         inputs = [storage.Listed(f.uri, f.key, f.size, f.version) for f in saved.inputs]
         value, reason = [f.uri for f in saved.inputs], None
     else:
-        listed = _list(base.input.uris, storage_opts)
-        watermark = load_watermark(root, storage_opts)
+        listed = _list(base.input.uris, storage_options)
+        watermark = load_watermark(root, storage_options)
         inputs = [item for item in listed if not _taken_elsewhere(watermark, item, version)]
         value = [item.uri for item in inputs]
         reason = None if inputs else (
             f"no new raw objects under {', '.join(base.input.uris)} ({len(listed)} listed, "
             f"all tokenized by earlier nights per {watermark_uri(root)})")
     if reason is not None:
-        return Night(ds, mode, root, version, None, (), reason, resumed, storage_opts)
+        return Night(ds, mode, root, version, None, (), reason, resumed, storage_options)
     job = base.with_overrides(**{"input.uri": value, "output.uri": output_uri + "/"})
     check_overlap(job)  # before the watermark claims anything
-    _, tokenizer = read_tokenizer(job, storage_opts)
-    catalog_mod.check_tokenizer(catalog_mod.load(root, storage_opts), tokenizer["sha256"],
+    _, tokenizer = read_tokenizer(job, storage_options)
+    catalog_mod.check_tokenizer(catalog_mod.load(root, storage_options), tokenizer["sha256"],
                                 version, catalog_mod.catalog_uri(root))
-    return Night(ds, mode, root, version, job, tuple(inputs), None, resumed, storage_opts)
+    return Night(ds, mode, root, version, job, tuple(inputs), None, resumed, storage_options)
 
 
 def tokenize_night(night: Night, *, progress: Progress = NO_PROGRESS,
@@ -262,15 +267,15 @@ def tokenize_night(night: Night, *, progress: Progress = NO_PROGRESS,
 
 def publish_night(night: Night) -> tuple[dict, bool]:
     """Add the committed version to the catalog; returns (its entry, catalog written)."""
-    manifest = commit_mod.load_manifest(night.output_uri, night.storage)
+    manifest = commit_mod.load_manifest(night.output_uri, night.storage_options)
     if manifest is None:
         raise catalog_mod.CatalogError(
             f"{night.output_uri} has no manifest.json, so it is not committed and cannot "
             "enter the catalog.", hint="Run (or rerun) the night's tokenize step first.")
-    plan = commit_mod.load_plan(night.output_uri, night.storage)
+    plan = commit_mod.load_plan(night.output_uri, night.storage_options)
     input_files = len(plan.inputs) if plan is not None else len(night.inputs)
     entry = catalog_mod.entry_of(night.version, night.ds, manifest, input_files)
-    _, written = catalog_mod.add_version(night.root, entry, manifest, night.storage)
+    _, written = catalog_mod.add_version(night.root, entry, manifest, night.storage_options)
     if night.mode == WATERMARK:
         _update_watermark(night, "committed")
     return entry, written

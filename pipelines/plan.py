@@ -76,15 +76,16 @@ class _Piece:
     splittable_alone: bool  # True: must be a unit of its own
 
 
-def _parquet_pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piece]:
+def _parquet_pieces(f: InputFile, target: int,
+                    storage_options: storage.StorageOptions) -> list[_Piece]:
     import pyarrow.parquet as pq
 
     try:
-        with storage.open_input(f.uri, storage_opts) as fh:
+        with storage.open_input(f.uri, storage_options) as fh:
             meta = pq.ParquetFile(fh).metadata
     except (OSError, ValueError) as err:
         if isinstance(err, OSError) and not type(err).__module__.startswith("pyarrow"):
-            storage.raise_translated(err, f.uri, "read", storage_opts)
+            storage.raise_translated(err, f.uri, "read", storage_options)
         raise InputError(f.key, f"not a readable Parquet file ({err})",
                          hint="Check the file, or exclude it from input.uri.") from None
     groups = [(i, meta.row_group(i).num_rows, meta.row_group(i).total_byte_size)
@@ -102,11 +103,11 @@ def _parquet_pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piec
     return pieces
 
 
-def _pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piece]:
+def _pieces(f: InputFile, target: int, storage_options: storage.StorageOptions) -> list[_Piece]:
     if f.compression:
         return [_Piece(Slice(f, 0, f.size), f.size, True)]
     if f.format == "parquet":
-        return _parquet_pieces(f, target, storage_opts)
+        return _parquet_pieces(f, target, storage_options)
     if f.format == "jsonl" and f.size > target:
         n = math.ceil(f.size / target)
         cuts = [f.size * i // n for i in range(n + 1)]
@@ -114,7 +115,8 @@ def _pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piece]:
     return [_Piece(Slice(f, 0, f.size), f.size, False)]
 
 
-def cut_units(files: list[InputFile], target: int, storage_opts: dict) -> tuple[WorkUnit, ...]:
+def cut_units(files: list[InputFile], target: int,
+              storage_options: storage.StorageOptions) -> tuple[WorkUnit, ...]:
     units: list[WorkUnit] = []
     group: list[_Piece] = []
 
@@ -125,7 +127,7 @@ def cut_units(files: list[InputFile], target: int, storage_opts: dict) -> tuple[
             group.clear()
 
     for f in files:
-        for piece in _pieces(f, target, storage_opts):
+        for piece in _pieces(f, target, storage_options):
             if piece.splittable_alone:
                 flush()
                 group.append(piece)
@@ -171,13 +173,14 @@ def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str, options: d
     return hashlib.sha256(dumps(identity)).hexdigest()
 
 
-def _listed(job: JobConfig, storage_opts: dict) -> tuple[list[storage.Listed], list[str]]:
+def _listed(job: JobConfig, storage_options: storage.StorageOptions) -> tuple[list[storage.Listed],
+                                                                              list[str]]:
     """Every file the input names, keys relative to the common folder of a URI list;
     and the keys skipped as hidden."""
     uris = job.input.uris
     if len(uris) == 1:
         try:
-            listing = storage.scan(uris[0], storage_opts)
+            listing = storage.scan(uris[0], storage_options)
         except StorageNotFoundError:
             return [], []
         return list(listing.files), list(listing.hidden)
@@ -185,7 +188,7 @@ def _listed(job: JobConfig, storage_opts: dict) -> tuple[list[storage.Listed], l
     hidden: list[str] = []
     for uri in uris:
         try:
-            listing = storage.scan(uri, storage_opts)
+            listing = storage.scan(uri, storage_options)
         except StorageNotFoundError:
             continue
         hidden += listing.hidden
@@ -280,8 +283,8 @@ def hidden_note(hidden: list[str] | tuple[str, ...]) -> str:
             f"'.' or '_' (markers and temporaries, as Spark and Hadoop skip them): {shown}")
 
 
-def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
-    listed, hidden = _listed(job, storage_opts)
+def list_inputs(job: JobConfig, storage_options: storage.StorageOptions) -> tuple[InputFile, ...]:
+    listed, hidden = _listed(job, storage_options)
     if not listed:
         uris = job.input.uris
         shown = uris[0] if len(uris) == 1 else f"{uris[0]} (and {len(uris) - 1} more URIs)"
@@ -292,7 +295,7 @@ def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
                     "they are inputs.")
         raise StorageNotFoundError(
             shown, "list", "no input files match" + hidden_note(hidden),
-            endpoint=storage.endpoint_of(uris[0], storage_opts), hint=hint)
+            endpoint=storage.endpoint_of(uris[0], storage_options), hint=hint)
     if hidden:
         log.info("skipped %d hidden file(s) under the input%s", len(hidden), hidden_note(hidden))
     _inside_output(job, listed)
@@ -304,12 +307,12 @@ def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
     return tuple(files)
 
 
-def make_plan(job: JobConfig, tokenizer: dict, storage_opts: dict) -> Plan:
+def make_plan(job: JobConfig, tokenizer: dict, storage_options: storage.StorageOptions) -> Plan:
     """Plan a job: ``tokenizer`` describes the tokenizer file (name, sha256, vocab)."""
-    inputs = list_inputs(job, storage_opts)
+    inputs = list_inputs(job, storage_options)
     target = target_unit_bytes(job, inputs)
     options = output_options(job, target)
-    units = cut_units(list(inputs), target, storage_opts)
+    units = cut_units(list(inputs), target, storage_options)
     fp = fingerprint(inputs, tokenizer["sha256"], options)
     log.info("planned %d units over %d inputs, fingerprint %s", len(units), len(inputs), fp[:12])
     return Plan(job=job.name, fingerprint=fp, options=options, tokenizer=tokenizer,

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.storage import StorageOptions
 
 PLAN_VERSION = 1
 
@@ -84,7 +87,7 @@ class UnitOptions:
     fingerprint: str
     output_uri: str
     output_format: str
-    storage: dict
+    storage_options: StorageOptions
     tokenizer_path: str
     tokenizer_sha256: str
     eos: str | None
@@ -100,6 +103,12 @@ class UnitOptions:
     requested_backend: str = "hf"
     split_special_tokens: bool = False
     batch_chars: int = 1_000_000
+
+    @property
+    def storage(self) -> StorageOptions:
+        """The former name of :attr:`storage_options`, still read by the engines'
+        tokenizer preload and the cost calibration."""
+        return self.storage_options
 
 
 @dataclass(frozen=True)

@@ -56,21 +56,23 @@ QUALIFY_SAMPLE_UNITS = 8
 QUALIFY_SAMPLE_BYTES = 128 * 2**10
 
 
-def storage_of(job: JobConfig) -> dict:
+def storage_of(job: JobConfig) -> storage.StorageOptions:
+    """The job's ``storage:`` section as the options every storage call takes."""
     s = job.storage
-    return storage.storage_options(s.endpoint_url, s.region, s.anon, s.profile)
+    return storage.StorageOptions(endpoint_url=s.endpoint_url, region=s.region, anon=s.anon,
+                                  profile=s.profile)
 
 
-def _tokenizer_folder(path: str, storage_opts: dict) -> TokenizerError:
+def _tokenizer_folder(path: str, storage_options: storage.StorageOptions) -> TokenizerError:
     inside = storage.join(path, "tokenizer.json")
     hint = (f"Point tokenizer.path at the file inside it: {inside}."
-            if storage.exists(inside, storage_opts) else
+            if storage.exists(inside, storage_options) else
             "Point tokenizer.path at a tokenizers JSON file (tokenizer.json), not its folder.")
     return TokenizerError(f"tokenizer.path {path} is a folder, not a tokenizers JSON file.",
                           hint=hint)
 
 
-def read_tokenizer(job: JobConfig, storage_opts: dict) -> tuple[bytes, dict]:
+def read_tokenizer(job: JobConfig, storage_options: storage.StorageOptions) -> tuple[bytes, dict]:
     """The tokenizer file's bytes and its description for the plan and manifest.
 
     A missing file, a folder, or a file tokenizers cannot load is the user's mistake
@@ -81,12 +83,12 @@ def read_tokenizer(job: JobConfig, storage_opts: dict) -> tuple[bytes, dict]:
 
     path = job.tokenizer.path
     try:
-        data = storage.read_bytes(path, storage_opts)
+        data = storage.read_bytes(path, storage_options)
     except (TransientStorageError, StorageAccessError):
         raise
     except StorageError as err:
-        if storage.is_folder(path, storage_opts):
-            raise _tokenizer_folder(path, storage_opts) from None
+        if storage.is_folder(path, storage_options):
+            raise _tokenizer_folder(path, storage_options) from None
         if not isinstance(err, StorageNotFoundError):
             raise
         raise TokenizerError(
@@ -108,13 +110,13 @@ def read_tokenizer(job: JobConfig, storage_opts: dict) -> tuple[bytes, dict]:
     }
 
 
-def unit_options(job: JobConfig, plan: Plan, storage_opts: dict,
+def unit_options(job: JobConfig, plan: Plan, storage_options: storage.StorageOptions,
                  backend: str = "hf") -> UnitOptions:
     return UnitOptions(
         fingerprint=plan.fingerprint,
         output_uri=job.output.uri.rstrip("/"),
         output_format=job.output.format,
-        storage=storage_opts,
+        storage_options=storage_options,
         tokenizer_path=job.tokenizer.path,
         tokenizer_sha256=plan.tokenizer["sha256"],
         eos=job.tokenizer.eos,
@@ -131,7 +133,8 @@ def unit_options(job: JobConfig, plan: Plan, storage_opts: dict,
     )
 
 
-def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict, runner=None, *,
+def choose_job_backend(job: JobConfig, plan: Plan, storage_options: storage.StorageOptions,
+                       runner=None, *,
                        tokenizer_bytes: bytes | None = None,
                        ignore_switch: bool = False) -> BackendChoice:
     """The backend a run of this job uses and why; see :mod:`pipelines.identity`.
@@ -145,7 +148,7 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict, runner=No
 
     output_uri = job.output.uri.rstrip("/")
     requested = job.tokenizer.backend
-    switched = None if ignore_switch else _backend_switch(output_uri, storage_opts)
+    switched = None if ignore_switch else _backend_switch(output_uri, storage_options)
     if switched is not None and requested != "hf":
         if requested == "fastokens":
             raise ConfigError(
@@ -156,8 +159,8 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict, runner=No
         return BackendChoice(requested, "hf", f"an earlier run of this dataset switched to "
                                               f"hf: {switched}")
     if tokenizer_bytes is None:
-        tokenizer_bytes = storage.read_bytes(job.tokenizer.path, storage_opts)
-    options = unit_options(job, plan, storage_opts)
+        tokenizer_bytes = storage.read_bytes(job.tokenizer.path, storage_options)
+    options = unit_options(job, plan, storage_options)
     return choose_backend(
         requested, tokenizer_bytes.decode("utf-8"), plan.tokenizer["sha256"],
         name=job.tokenizer.path, split_special_tokens=job.tokenizer.split_special_tokens,
@@ -166,10 +169,10 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict, runner=No
         **({"runner": runner} if runner is not None else {}))
 
 
-def _backend_switch(output_uri: str, storage_opts: dict) -> str | None:
+def _backend_switch(output_uri: str, storage_options: storage.StorageOptions) -> str | None:
     """Why the dataset switched to HF (``_backend.json``), or None."""
     try:
-        raw = storage.read_bytes(backend_switch_uri(output_uri), storage_opts)
+        raw = storage.read_bytes(backend_switch_uri(output_uri), storage_options)
     except StorageNotFoundError:
         return None
     try:
@@ -184,7 +187,7 @@ class Survey:
 
     job: JobConfig
     plan: Plan
-    storage: dict
+    storage_options: storage.StorageOptions
     #: the plan saved under the prefix by an earlier run, if any
     saved: Plan | None
     #: the manifest under the prefix, whichever job committed it
@@ -222,15 +225,15 @@ def survey(job: JobConfig) -> Survey:
     the output cannot be read back as input (``check_overlap``), that a local output
     is a folder this user may write, the tokenizer, and the inputs.
     """
-    storage_opts = storage_of(job)
+    storage_options = storage_of(job)
     output_uri = job.output.uri.rstrip("/")
     check_overlap(job)
-    storage.check_output_folder(output_uri, storage_opts, field="output.uri")
-    data, tokenizer = read_tokenizer(job, storage_opts)
-    saved = commit_mod.load_plan(output_uri, storage_opts)
-    plan = make_plan(_with_saved_unit_size(job, saved), tokenizer, storage_opts)
-    return Survey(job, plan, storage_opts, saved,
-                  commit_mod.load_manifest(output_uri, storage_opts), data)
+    storage.check_output_folder(output_uri, storage_options, field="output.uri")
+    data, tokenizer = read_tokenizer(job, storage_options)
+    saved = commit_mod.load_plan(output_uri, storage_options)
+    plan = make_plan(_with_saved_unit_size(job, saved), tokenizer, storage_options)
+    return Survey(job, plan, storage_options, saved,
+                  commit_mod.load_manifest(output_uri, storage_options), data)
 
 
 def _with_saved_unit_size(job: JobConfig, saved: Plan | None) -> JobConfig:
@@ -318,20 +321,20 @@ class Restart:
                 f"marker(s), {shards} shard file(s) and rejects")
 
 
-def restart_targets(output_uri: str, storage_opts: dict,
+def restart_targets(output_uri: str, storage_options: storage.StorageOptions,
                     manifest: dict | None = None) -> Restart | None:
     """What ``--restart`` would delete under the prefix; None when nothing."""
-    names = tuple(n for n in storage.list_names(output_uri, storage_opts)
+    names = tuple(n for n in storage.list_names(output_uri, storage_options)
                   if n in RESTART_FILES or n.split("/", 1)[0] in RESTART_FOLDERS)
     return Restart(output_uri, names, manifest) if names else None
 
 
-def restart_prefix(output_uri: str, storage_opts: dict) -> None:
+def restart_prefix(output_uri: str, storage_options: storage.StorageOptions) -> None:
     """Delete what a previous job left under the prefix (manifest first)."""
     for name in RESTART_FILES:
-        storage.remove(storage.join(output_uri, name), storage_opts)
+        storage.remove(storage.join(output_uri, name), storage_options)
     for sub in RESTART_FOLDERS:
-        storage.remove(storage.join(output_uri, sub), storage_opts, recursive=True)
+        storage.remove(storage.join(output_uri, sub), storage_options, recursive=True)
 
 
 def _restart(found: Survey, doomed: Restart, progress: Progress) -> Survey:
@@ -339,14 +342,14 @@ def _restart(found: Survey, doomed: Restart, progress: Progress) -> Survey:
     message = doomed.describe()
     log.warning("%s", message)
     progress.note(message)
-    restart_prefix(found.output_uri, found.storage)
+    restart_prefix(found.output_uri, found.storage_options)
     return dataclasses.replace(found, saved=None, manifest=None)
 
 
 def prepare(job: JobConfig, *, restart: bool = False) -> tuple[Plan, dict, bool]:
     """Plan, check against the saved plan, save it; returns (plan, storage, committed)."""
     found = survey(job)
-    doomed = restart_targets(found.output_uri, found.storage, found.manifest) if restart \
+    doomed = restart_targets(found.output_uri, found.storage_options, found.manifest) if restart \
         else None
     if doomed is not None:
         found = _restart(found, doomed, NO_PROGRESS)
@@ -355,8 +358,8 @@ def prepare(job: JobConfig, *, restart: bool = False) -> tuple[Plan, dict, bool]
         raise found.mismatch()
     if saved is None:
         storage.write_bytes(commit_mod.plan_uri(found.output_uri), found.plan.to_json(),
-                            found.storage)
-    return found.plan, found.storage, found.committed
+                            found.storage_options)
+    return found.plan, found.storage_options, found.committed
 
 
 def new_run_id() -> str:
@@ -382,7 +385,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
     # the workers'
     worker_env.apply()
     found = survey(job)
-    output_uri, storage_opts, plan = found.output_uri, found.storage, found.plan
+    output_uri, storage_options, plan = found.output_uri, found.storage_options, found.plan
     if found.saved is not None and found.differences and not restart:
         raise found.mismatch()
     if found.committed and not restart:
@@ -396,9 +399,9 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
     kwargs = {"job_name": job.name, **(engine_kwargs or {})}
     if engine_cls.name == "local":
         # its workers load the tokenizer while the driver checks the backend
-        kwargs.setdefault("preload", unit_options(job, plan, storage_opts))
-    doomed = restart_targets(output_uri, storage_opts, found.manifest) if restart else None
-    done = {} if doomed else commit_mod.done_units(plan, output_uri, storage_opts)
+        kwargs.setdefault("preload", unit_options(job, plan, storage_options))
+    doomed = restart_targets(output_uri, storage_options, found.manifest) if restart else None
+    done = {} if doomed else commit_mod.done_units(plan, output_uri, storage_options)
     pending = [u for u in plan.units if u.index not in done]
     stats = _RunStats()
     choice: BackendChoice | None = None
@@ -409,7 +412,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
         engine = stack.enter_context(engine_cls(job.engine, progress, **kwargs)) \
             if pending else None
         if pending:
-            choice = choose_job_backend(job, plan, storage_opts, getattr(engine, "call", None),
+            choice = choose_job_backend(job, plan, storage_options, getattr(engine, "call", None),
                                         tokenizer_bytes=found.tokenizer_bytes,
                                         ignore_switch=doomed is not None)
             progress.note(f"tokenizer backend: {choice.backend} ({choice.reason})")
@@ -417,16 +420,16 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
         if doomed is not None:
             found = _restart(found, doomed, progress)
         if found.saved is None:
-            storage.write_bytes(commit_mod.plan_uri(output_uri), plan.to_json(), storage_opts)
+            storage.write_bytes(commit_mod.plan_uri(output_uri), plan.to_json(), storage_options)
         progress.start(plan, len(pending), list(done.values()))
         try:
             if pending:
-                options = unit_options(job, plan, storage_opts, choice.backend)
+                options = unit_options(job, plan, storage_options, choice.backend)
                 outcome = engine.run(options, pending)
                 stats.add(outcome)
                 mismatch = _mismatch_of(outcome)
                 if mismatch is not None and options.requested_backend == "auto":
-                    choice = _switch_to_hf(choice, mismatch, output_uri, storage_opts, progress)
+                    choice = _switch_to_hf(choice, mismatch, output_uri, storage_options, progress)
                     done, pending = {}, list(plan.units)
                     outcome = engine.run(dataclasses.replace(options, backend="hf"), pending)
                     stats.add(outcome)
@@ -434,7 +437,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
                     first = outcome.failures[min(outcome.failures)]
                     raise RunFailedError(sorted(outcome.failures), first, output_uri) from first
                 done.update(outcome.results)
-            manifest = commit_mod.commit(plan, output_uri, storage_opts, done)
+            manifest = commit_mod.commit(plan, output_uri, storage_options, done)
         finally:
             progress.close()
     totals = manifest["totals"]
@@ -450,7 +453,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
         qualification_seconds=choice.qualification_seconds if choice else 0.0,
         unit_seconds=stats.unit_seconds, check_seconds=stats.check_seconds,
         checked_documents=stats.checked_documents)
-    write_run_record(summary, job, storage_opts)
+    write_run_record(summary, job, storage_options)
     return summary
 
 
@@ -493,19 +496,20 @@ def _mismatch_of(outcome) -> BackendMismatchError | None:
 
 
 def _switch_to_hf(choice: BackendChoice, mismatch: BackendMismatchError, output_uri: str,
-                  storage_opts: dict, progress: Progress) -> BackendChoice:
+                  storage_options: storage.StorageOptions, progress: Progress) -> BackendChoice:
     """Record that this dataset uses HF from now on and drop every unit's marker."""
     reason = mismatch.message.split("; nothing of that unit")[0]
     progress.note(f"switching to the hf backend: {reason}; redoing every unit with hf")
     log.warning("switching %s to the hf backend: %s", output_uri, reason)
     storage.write_bytes(backend_switch_uri(output_uri),
-                        dumps({"backend": "hf", "reason": reason}), storage_opts)
-    storage.remove(storage.join(output_uri, "_units"), storage_opts, recursive=True)
+                        dumps({"backend": "hf", "reason": reason}), storage_options)
+    storage.remove(storage.join(output_uri, "_units"), storage_options, recursive=True)
     return BackendChoice(choice.requested, "hf", f"switched from fastokens: {reason}",
                          choice.qualification_seconds)
 
 
-def write_run_record(summary: RunSummary, job: JobConfig, storage_opts: dict) -> None:
+def write_run_record(summary: RunSummary, job: JobConfig,
+                     storage_options: storage.StorageOptions) -> None:
     """``_runs/<run-id>.json``: when, where, how long; never credentials."""
     record = {
         "run_id": summary.run_id,
@@ -536,6 +540,6 @@ def write_run_record(summary: RunSummary, job: JobConfig, storage_opts: dict) ->
     }
     uri = storage.join(summary.output_uri, "_runs", f"{summary.run_id}.json")
     try:
-        storage.write_bytes(uri, dumps(record), storage_opts)
+        storage.write_bytes(uri, dumps(record), storage_options)
     except Exception:  # a run record is informative; the dataset is committed already
         log.warning("could not write the run record %s", uri, exc_info=True)

@@ -51,14 +51,15 @@ class BackendSwitched(TokenyardError):
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer_bytes(path: str, sha256: str, storage_key: str) -> bytes:
+def _tokenizer_bytes(path: str, sha256: str,
+                     storage_options: storage.StorageOptions) -> bytes:
     """The tokenizer file's bytes, checked against the plan.
 
     Only its absence or a change is a :class:`TokenizerError`; storage errors keep their
     class (a transient one is retried like any other) and bugs propagate as they are.
     """
     try:
-        data = storage.read_bytes(path, json.loads(storage_key))
+        data = storage.read_bytes(path, storage_options)
     except storage.StorageNotFoundError:
         raise TokenizerError(
             f"the tokenizer file {path} is gone: it was read when the job was planned and no "
@@ -76,7 +77,7 @@ def encoder_for(options: UnitOptions):
     from pipelines.tokenize import get_encoder
 
     data = _tokenizer_bytes(options.tokenizer_path, options.tokenizer_sha256,
-                            json.dumps(options.storage, sort_keys=True))
+                            options.storage_options)
     return get_encoder(data, eos=options.eos, bos=options.bos,
                        max_segment_chars=options.max_segment_chars, name=options.tokenizer_path,
                        backend=options.backend,
@@ -97,10 +98,11 @@ def warm_up(options: UnitOptions) -> None:
             log.debug("warm-up with %s: %s", backend, err)
 
 
-def read_marker(output_uri: str, index: int, storage_opts: dict) -> UnitResult | None:
+def read_marker(output_uri: str, index: int,
+                storage_options: storage.StorageOptions) -> UnitResult | None:
     """The unit's marker if it exists and parses; None otherwise."""
     try:
-        raw = storage.read_bytes(marker_uri(output_uri, index), storage_opts)
+        raw = storage.read_bytes(marker_uri(output_uri, index), storage_options)
     except storage.StorageNotFoundError:
         return None
     try:
@@ -111,22 +113,23 @@ def read_marker(output_uri: str, index: int, storage_opts: dict) -> UnitResult |
 
 
 def marker_is_valid(result: UnitResult, fingerprint: str, output_uri: str,
-                    storage_opts: dict) -> bool:
+                    storage_options: storage.StorageOptions) -> bool:
     """A marker counts only if it belongs to this plan and its files are all there."""
     if result.fingerprint != fingerprint:
         return False
     files = list(result.files) + ([result.rejects] if result.rejects else [])
-    return all(storage.size_of(storage.join(output_uri, f.path), storage_opts) == f.size
+    return all(storage.size_of(storage.join(output_uri, f.path), storage_options) == f.size
                for f in files)
 
 
 class _RejectSink:
     """Writes ``rejects/NNNNNN.jsonl`` lazily: no file for a unit without rejects."""
 
-    def __init__(self, output_uri: str, index: int, storage_opts: dict) -> None:
+    def __init__(self, output_uri: str, index: int,
+                 storage_options: storage.StorageOptions) -> None:
         self.uri = storage.join(output_uri, rejects_path(index))
         self.rel = rejects_path(index)
-        self.storage = storage_opts
+        self.storage_options = storage_options
         self.lines: list[bytes] = []
 
     def __call__(self, reject: Reject) -> None:
@@ -137,7 +140,7 @@ class _RejectSink:
         if not self.lines:
             return None
         data = b"".join(self.lines)
-        storage.write_bytes(self.uri, data, self.storage)
+        storage.write_bytes(self.uri, data, self.storage_options)
         return ShardFile(self.rel, len(data), hashlib.sha256(data).hexdigest())
 
 
@@ -147,21 +150,21 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
 
     started = time.perf_counter()
     worker_env.apply()
-    existing = read_marker(options.output_uri, unit.index, options.storage)
+    existing = read_marker(options.output_uri, unit.index, options.storage_options)
     if existing and marker_is_valid(existing, options.fingerprint, options.output_uri,
-                                    options.storage):
+                                    options.storage_options):
         log.info("unit %s is done already", unit.name)
         return existing
     encoder = encoder_for(options)
     check = UnitCheck(encoder, unit.name) if encoder.backend_name != "hf" else None
-    rejects = _RejectSink(options.output_uri, unit.index, options.storage)
+    rejects = _RejectSink(options.output_uri, unit.index, options.storage_options)
     writer_cls = writer_for(options.output_format)
     reader = UnitReader(options, rejects, doc_ids=writer_cls.needs_doc_ids)
     documents = tokens = 0
     max_id = -1
     base = shard_base(unit.index)
     with writer_cls(storage.join(options.output_uri, base), base, encoder.dtype,
-                    options.storage) as writer:
+                    options.storage_options) as writer:
         for batch in reader.batches(unit.slices):
             if batch.streamed is not None:
                 # one huge document: its ids go to the shard as they are made
@@ -182,7 +185,7 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
         if check is not None:
             check.finish()  # before the shard is kept
     if check is not None and storage.exists(backend_switch_uri(options.output_uri),
-                                            options.storage):
+                                            options.storage_options):
         raise BackendSwitched(f"unit {unit.name}: the run switched to the hf backend while "
                               "this fastokens attempt ran; its marker was not written.")
     result = UnitResult(
@@ -198,7 +201,7 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
         rejects=rejects.commit(),
     )
     storage.write_bytes(marker_uri(options.output_uri, unit.index), result.to_json(),
-                        options.storage)
+                        options.storage_options)
     log.info("unit %s: %d documents, %d tokens, %d rejected (%s)", unit.name, documents,
              tokens, reader.rejected, encoder.backend_name)
     return dataclasses.replace(

@@ -50,14 +50,15 @@ class Report:
             raise DatasetError(self.output_uri, self.problems)
 
 
-def stream_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
+def stream_checked(uri: str, storage_options: storage.StorageOptions | None, expected_size: int,
+                   expected_sha: str, name: str,
                     problems: list[str], on_chunk=None) -> bool:
     """Stream a file, checking size and sha256 against the manifest; ``on_chunk`` sees
     every chunk. False when the file is missing."""
     sha = hashlib.sha256()
     size = 0
     try:
-        with storage.open_input(uri, opts) as f:
+        with storage.open_input(uri, storage_options) as f:
             while chunk := f.read(_CHUNK_BYTES):
                 sha.update(chunk)
                 size += len(chunk)
@@ -74,18 +75,19 @@ def stream_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, 
     return True
 
 
-def _read_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
+def _read_checked(uri: str, storage_options: storage.StorageOptions | None, expected_size: int,
+                  expected_sha: str, name: str,
                   problems: list[str], keep: bool) -> bytes | None:
     """:func:`stream_checked`, returning the file's bytes when ``keep``."""
     kept: list[bytes] = []
-    found = stream_checked(uri, opts, expected_size, expected_sha, name, problems,
+    found = stream_checked(uri, storage_options, expected_size, expected_sha, name, problems,
                             kept.append if keep else None)
     if not found:
         return None
     return b"".join(kept)
 
 
-def _scan_bin(uri: str, meta: dict, dtype: np.dtype, opts: dict,
+def _scan_bin(uri: str, meta: dict, dtype: np.dtype, storage_options: storage.StorageOptions | None,
               problems: list[str]) -> int | None:
     """Stream a ``.bin``: check size and sha256; return its largest token id."""
     little = dtype.newbyteorder("<")
@@ -98,14 +100,16 @@ def _scan_bin(uri: str, meta: dict, dtype: np.dtype, opts: dict,
             state["max"] = max(state["max"], int(np.frombuffer(data[:whole], little).max()))
         state["carry"] = data[whole:]
 
-    if not stream_checked(uri, opts, meta["size"], meta["sha256"], meta["path"], problems,
+    if not stream_checked(uri, storage_options, meta["size"], meta["sha256"], meta["path"],
+                          problems,
                            scan):
         return None
     return state["max"]
 
 
 def _check_megatron(output_uri: str, shard: dict, files: dict[str, dict], manifest: dict,
-                    opts: dict, problems: list[str], vocab: int) -> tuple[int, int]:
+                    storage_options: storage.StorageOptions | None, problems: list[str],
+                    vocab: int) -> tuple[int, int]:
     from pipelines.formats.megatron import parse_index
 
     bin_f = next((f for p, f in files.items() if p.endswith(".bin")), None)
@@ -119,11 +123,12 @@ def _check_megatron(output_uri: str, shard: dict, files: dict[str, dict], manife
     except TypeError:
         problems.append(f"manifest.json: unknown dtype {manifest.get('dtype')!r}")
         return 0, 0
-    max_id = _scan_bin(storage.join(output_uri, bin_f["path"]), bin_f, dtype, opts, problems)
+    max_id = _scan_bin(storage.join(output_uri, bin_f["path"]), bin_f, dtype, storage_options,
+                       problems)
     if max_id is not None and vocab and max_id >= vocab:
         problems.append(f"{bin_f['path']}: token id {max_id} is outside the vocabulary "
                         f"(size {vocab})")
-    raw_idx = _read_checked(storage.join(output_uri, idx_f["path"]), opts, idx_f["size"],
+    raw_idx = _read_checked(storage.join(output_uri, idx_f["path"]), storage_options, idx_f["size"],
                             idx_f["sha256"], idx_f["path"], problems, keep=True)
     if raw_idx is None:
         return 0, 0
@@ -156,7 +161,8 @@ def _check_megatron(output_uri: str, shard: dict, files: dict[str, dict], manife
     return n, tokens
 
 
-def _check_parquet(output_uri: str, shard: dict, files: dict[str, dict], opts: dict,
+def _check_parquet(output_uri: str, shard: dict, files: dict[str, dict],
+                   storage_options: storage.StorageOptions | None,
                    problems: list[str], vocab: int) -> tuple[int, int]:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -167,7 +173,7 @@ def _check_parquet(output_uri: str, shard: dict, files: dict[str, dict], opts: d
         problems.append(f"unit {shard.get('unit')}: the manifest lists no .parquet file")
         return 0, 0
     name = pf_meta["path"]
-    raw = _read_checked(storage.join(output_uri, name), opts, pf_meta["size"],
+    raw = _read_checked(storage.join(output_uri, name), storage_options, pf_meta["size"],
                         pf_meta["sha256"], name, problems, keep=True)
     if raw is None:
         return 0, 0
@@ -193,10 +199,11 @@ def _check_parquet(output_uri: str, shard: dict, files: dict[str, dict], opts: d
     return table.num_rows, int(lengths.sum())
 
 
-def _check_rejects(output_uri: str, manifest: dict, opts: dict, problems: list[str]) -> int:
+def _check_rejects(output_uri: str, manifest: dict, storage_options: storage.StorageOptions | None,
+                   problems: list[str]) -> int:
     total = 0
     for entry in manifest.get("rejects", []):
-        raw = _read_checked(storage.join(output_uri, entry["path"]), opts, entry["size"],
+        raw = _read_checked(storage.join(output_uri, entry["path"]), storage_options, entry["size"],
                             entry["sha256"], entry["path"], problems, keep=True)
         if raw is None:
             continue
@@ -213,12 +220,13 @@ def _check_rejects(output_uri: str, manifest: dict, opts: dict, problems: list[s
     return total
 
 
-def _check_markers(output_uri: str, manifest: dict, opts: dict, problems: list[str]) -> None:
+def _check_markers(output_uri: str, manifest: dict, storage_options: storage.StorageOptions | None,
+                   problems: list[str]) -> None:
     from pipelines.task import read_marker
 
     for shard in manifest.get("shards", []):
         unit = shard.get("unit")
-        marker = read_marker(output_uri, unit, opts)
+        marker = read_marker(output_uri, unit, storage_options)
         if marker is None:
             problems.append(f"unit {unit:06d}: its marker is missing or unreadable")
             continue
@@ -230,15 +238,14 @@ def _check_markers(output_uri: str, manifest: dict, opts: dict, problems: list[s
                             f"{shard.get('tokens')}")
 
 
-def verify(output_uri: str, storage_opts: dict | None = None, *,
+def verify(output_uri: str, storage_options: storage.StorageOptions | None = None, *,
            on_shard: Callable[[int, int], None] | None = None) -> Report:
     """Check a committed dataset; the report lists every problem found."""
-    opts = storage_opts or {}
     output_uri = output_uri.rstrip("/")
     report = Report(output_uri)
     problems = report.problems
     try:
-        raw = storage.read_bytes(storage.join(output_uri, "manifest.json"), opts)
+        raw = storage.read_bytes(storage.join(output_uri, "manifest.json"), storage_options)
     except StorageNotFoundError:
         problems.append("manifest.json is missing: the dataset was never committed (see "
                         "'tokenyard status')")
@@ -257,9 +264,10 @@ def verify(output_uri: str, storage_opts: dict | None = None, *,
         report.files += len(files)
         report.bytes += sum(f["size"] for f in files.values())
         if fmt == "megatron":
-            n, t = _check_megatron(output_uri, shard, files, manifest, opts, problems, vocab)
+            n, t = _check_megatron(output_uri, shard, files, manifest, storage_options, problems,
+                                   vocab)
         elif fmt == "parquet":
-            n, t = _check_parquet(output_uri, shard, files, opts, problems, vocab)
+            n, t = _check_parquet(output_uri, shard, files, storage_options, problems, vocab)
         else:
             problems.append(f"manifest.json: unknown format {fmt!r}")
             return report
@@ -276,8 +284,8 @@ def verify(output_uri: str, storage_opts: dict | None = None, *,
         if on_shard:
             on_shard(i + 1, len(shards))
     report.documents, report.tokens = documents, tokens
-    rejected = _check_rejects(output_uri, manifest, opts, problems)
-    _check_markers(output_uri, manifest, opts, problems)
+    rejected = _check_rejects(output_uri, manifest, storage_options, problems)
+    _check_markers(output_uri, manifest, storage_options, problems)
     totals = manifest.get("totals", {})
     if totals.get("documents") != documents:
         problems.append(f"totals: {documents} documents in the shards, the manifest says "
@@ -298,8 +306,8 @@ def verify(output_uri: str, storage_opts: dict | None = None, *,
     return report
 
 
-def check(output_uri: str, storage_opts: dict | None = None) -> Report:
+def check(output_uri: str, storage_options: storage.StorageOptions | None = None) -> Report:
     """:func:`verify`, raising :class:`DatasetError` when anything is wrong."""
-    report = verify(output_uri, storage_opts)
+    report = verify(output_uri, storage_options)
     report.raise_for_problems()
     return report

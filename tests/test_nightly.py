@@ -73,7 +73,7 @@ def test_partition_mode_on_s3_versions_catalog_rerun_and_skip(s3, tokenizer_file
     assert [v["version"] for v in cat["versions"]] == [f"v={DAY1}", f"v={DAY2}"]
     assert cat["latest"] == f"v={DAY2}"
     assert cat["tokenizer"]["sha256"] == first_manifest_sha(s3, DAY1)
-    entry, manifest = catalog.latest("s3://tok/books", storage.storage_options())
+    entry, manifest = catalog.latest("s3://tok/books", storage.StorageOptions())
     assert entry["manifest"] == f"v={DAY2}/manifest.json" and manifest["totals"]["documents"] == 2
 
     before = s3.listing("s3://tok/books")
@@ -103,7 +103,7 @@ def test_watermark_mode_takes_only_new_objects_and_reruns_are_no_ops(tmp_path, t
     (raw / "c.jsonl").write_bytes(jsonl("delta", "epsilon"))
     second = nightly.run_night(base, DAY2)
     assert (second.input_files, second.documents) == (1, 2)
-    marks = nightly.load_watermark(str(root), {})
+    marks = nightly.load_watermark(str(root), storage.StorageOptions())
     assert {k.rsplit("/", 1)[1]: (v["version"], v["state"]) for k, v in marks.items()} == {
         "a.jsonl": (f"v={DAY1}", "committed"), "b.jsonl": (f"v={DAY1}", "committed"),
         "c.jsonl": (f"v={DAY2}", "committed")}
@@ -155,7 +155,8 @@ def test_another_tokenizer_is_refused_by_the_catalog(tmp_path, tokenizer_file, t
     manifest = json.loads((tmp_path / "tok" / f"v={DAY1}" / "manifest.json").read_bytes())
     manifest["tokenizer"]["sha256"] = "0" * 64
     with pytest.raises(catalog.CatalogTokenizerMismatchError):
-        catalog.add_version(root, catalog.entry_of("v=x", DAY2, manifest, 1), manifest, {})
+        catalog.add_version(root, catalog.entry_of("v=x", DAY2, manifest, 1), manifest,
+                            storage.StorageOptions())
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])
@@ -188,7 +189,7 @@ def test_concurrent_catalog_updates_lose_nothing(s3, tokenizer_file):
     def publish(ds):
         try:
             catalog.add_version("s3://tok/root", catalog.entry_of(f"v={ds}", ds, manifest, 1),
-                                manifest, storage.storage_options())
+                                manifest, storage.StorageOptions())
         except Exception as err:  # collected and asserted below
             errors.append(err)
 
@@ -198,7 +199,7 @@ def test_concurrent_catalog_updates_lose_nothing(s3, tokenizer_file):
     for t in threads:
         t.join()
     assert not errors
-    cat = catalog.load("s3://tok/root", storage.storage_options())
+    cat = catalog.load("s3://tok/root", storage.StorageOptions())
     assert [v["ds"] for v in cat["versions"]] == days and cat["latest"] == f"v={days[-1]}"
 
 

@@ -63,5 +63,23 @@ def test_throttling_is_retried_with_backoff_then_reported():
     with pytest.raises(TransientStorageError) as err:
         storage.RetryPolicy(attempts=2, base_delay_s=0.01).call(
             lambda: throttled() and throttled() and throttled(), uri="s3://b/k",
-            operation="write", storage={"endpoint_url": "http://127.0.0.1:9"})
+            operation="write",
+            storage_options=storage.StorageOptions(endpoint_url="http://127.0.0.1:9"))
     assert "SlowDown" in str(err.value) and "http://127.0.0.1:9" in str(err.value)
+
+
+def test_storage_options_are_one_frozen_picklable_hashable_value():
+    import pickle
+
+    from pipelines.errors import ConfigError
+
+    opts = storage.StorageOptions(endpoint_url="http://127.0.0.1:9000", region="eu-west-1")
+    assert pickle.loads(pickle.dumps(opts)) == opts
+    assert {opts: 1}[storage.StorageOptions.of({"endpoint_url": "http://127.0.0.1:9000",
+                                                "region": "eu-west-1"})] == 1
+    assert storage.StorageOptions.of(None) == storage.StorageOptions()
+    assert storage.StorageOptions.of(opts) is opts
+    with pytest.raises(ConfigError, match="unknown storage option 'aws_secret_access_key'"):
+        storage.StorageOptions.of({"aws_secret_access_key": "x"})
+    with pytest.raises(AttributeError):
+        opts.anon = True  # type: ignore[misc]

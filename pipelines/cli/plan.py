@@ -39,7 +39,7 @@ def _output_state(found) -> str:
                 "refuses; --restart deletes it first")
     if found.saved is None:
         return "empty: a run starts here"
-    done = commit.done_units(found.plan, found.output_uri, found.storage)
+    done = commit.done_units(found.plan, found.output_uri, found.storage_options)
     return f"{len(done)} of {len(found.plan.units)} units done: a run resumes"
 
 

@@ -27,23 +27,24 @@ def writer_for(output_format: str):
 
 
 def open_shard(output_uri: str, files: list[dict], output_format: str,
-               storage_opts: dict | None = None):
+               storage_options: storage.StorageOptions | None = None):
     """A reader (``len``, ``[i]``, iteration) for one unit's shard files."""
     first = files[0]["path"]
     if output_format == "megatron":
         from pipelines.formats.megatron import MegatronReader
 
-        return MegatronReader(storage.join(output_uri, first.rsplit(".", 1)[0]), storage_opts)
+        return MegatronReader(storage.join(output_uri, first.rsplit(".", 1)[0]), storage_options)
     from pipelines.formats.parquet import ParquetShardReader
 
-    return ParquetShardReader(storage.join(output_uri, first), storage_opts)
+    return ParquetShardReader(storage.join(output_uri, first), storage_options)
 
 
-def iter_documents(output_uri: str, storage_opts: dict | None = None) -> Iterator[np.ndarray]:
+def iter_documents(output_uri: str,
+                   storage_options: storage.StorageOptions | None = None) -> Iterator[np.ndarray]:
     """Every document's tokens of a committed dataset, in manifest order."""
     import json
 
     manifest = json.loads(storage.read_bytes(storage.join(output_uri, "manifest.json"),
-                                             storage_opts))
+                                             storage_options))
     for shard in manifest["shards"]:
-        yield from open_shard(output_uri, shard["files"], manifest["format"], storage_opts)
+        yield from open_shard(output_uri, shard["files"], manifest["format"], storage_options)

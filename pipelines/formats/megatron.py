@@ -53,11 +53,12 @@ class MegatronWriter:
     #: Megatron shards keep no document ids: the reader need not make them
     needs_doc_ids = False
 
-    def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype, storage_opts: dict):
+    def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype,
+                 storage_options: storage.StorageOptions):
         self.base_uri = base_uri
         self.rel_base = rel_base
         self.dtype = np.dtype(dtype)
-        self.storage = storage_opts
+        self.storage_options = storage_options
         self._lengths = array("i")
         self._stack = ExitStack()
         self._bin = None
@@ -65,7 +66,7 @@ class MegatronWriter:
 
     def __enter__(self) -> "MegatronWriter":
         self._bin = self._stack.enter_context(
-            storage.atomic_writer(self.base_uri + ".bin", self.storage))
+            storage.atomic_writer(self.base_uri + ".bin", self.storage_options))
         return self
 
     def write(self, tokens: np.ndarray, lengths: np.ndarray, ids: list[str]) -> None:
@@ -91,7 +92,7 @@ class MegatronWriter:
             return False
         bin_writer = self._bin
         self._stack.close()  # commits .bin
-        with storage.atomic_writer(self.base_uri + ".idx", self.storage) as idx:
+        with storage.atomic_writer(self.base_uri + ".idx", self.storage_options) as idx:
             write_index(idx, self._lengths, self.dtype)
         self.files = (
             ShardFile(self.rel_base + ".bin", bin_writer.size, bin_writer.sha256),
@@ -155,15 +156,16 @@ class MegatronReader:
     Local shards are memory-mapped; remote ones are fetched whole on first access.
     """
 
-    def __init__(self, base_uri: str, storage_opts: dict | None = None) -> None:
-        self.index = parse_index(storage.read_bytes(base_uri + ".idx", storage_opts))
+    def __init__(self, base_uri: str,
+                 storage_options: storage.StorageOptions | None = None) -> None:
+        self.index = parse_index(storage.read_bytes(base_uri + ".idx", storage_options))
         if storage.is_local(base_uri):
             path = base_uri[len("file://"):] if base_uri.startswith("file://") else base_uri
-            size = storage.size_of(base_uri + ".bin", storage_opts) or 0
+            size = storage.size_of(base_uri + ".bin", storage_options) or 0
             self.tokens = (np.memmap(path + ".bin", dtype=self.index.dtype, mode="r")
                            if size else np.zeros(0, self.index.dtype))
         else:
-            raw = storage.read_bytes(base_uri + ".bin", storage_opts)
+            raw = storage.read_bytes(base_uri + ".bin", storage_options)
             self.tokens = np.frombuffer(raw, dtype=self.index.dtype)
 
     def __len__(self) -> int:

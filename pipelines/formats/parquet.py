@@ -42,11 +42,12 @@ class ParquetShardWriter:
     #: rows carry each document's source id
     needs_doc_ids = True
 
-    def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype, storage_opts: dict):
+    def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype,
+                 storage_options: storage.StorageOptions):
         self.uri = base_uri + ".parquet"
         self.rel = rel_base + ".parquet"
         self.schema = schema_for(dtype)
-        self.storage = storage_opts
+        self.storage_options = storage_options
         self._ctx = None
         self._out = None
         self._writer = None
@@ -55,7 +56,7 @@ class ParquetShardWriter:
         self.files: tuple[ShardFile, ...] = ()
 
     def __enter__(self) -> "ParquetShardWriter":
-        self._ctx = storage.atomic_writer(self.uri, self.storage)
+        self._ctx = storage.atomic_writer(self.uri, self.storage_options)
         self._out = self._ctx.__enter__()
         self._writer = pq.ParquetWriter(_Sink(self._out), self.schema, compression=COMPRESSION)
         return self
@@ -148,8 +149,8 @@ class _Sink:
 class ParquetShardReader:
     """Reads one Parquet shard: ``len(reader)`` documents, ``reader[i]`` their tokens."""
 
-    def __init__(self, uri: str, storage_opts: dict | None = None) -> None:
-        raw = storage.read_bytes(uri, storage_opts)
+    def __init__(self, uri: str, storage_options: storage.StorageOptions | None = None) -> None:
+        raw = storage.read_bytes(uri, storage_options)
         self.table = pq.read_table(pa.BufferReader(raw))
         self._ids = self.table.column("input_ids").combine_chunks()
 

@@ -7,7 +7,7 @@ through the standard AWS chain. One module per concept; this package re-exports 
 public API, so callers write ``from pipelines import storage; storage.read_bytes(uri)``:
 
 ================  ===================================================================
-``options``       the storage settings that travel to workers
+``options``       :class:`StorageOptions`: the storage settings that travel to workers
 ``filesystem``    the fsspec/s3fs filesystem of a URI, its request settings; URI helpers
 ``translate``     backend failures to the tokenyard error tree
 ``retry``         :class:`RetryPolicy`: whole operations again on transient errors
@@ -52,7 +52,7 @@ from pipelines.storage.objects import (
     remove,
     size_of,
 )
-from pipelines.storage.options import storage_options
+from pipelines.storage.options import DEFAULT_STORAGE_OPTIONS, StorageOptions
 from pipelines.storage.retry import DEFAULT_RETRY, RetryPolicy
 from pipelines.storage.translate import (
     ACCESS_CODES,
@@ -72,5 +72,6 @@ __all__ = [
     "atomic_writer", "check_output_folder", "endpoint_of", "exists", "get_fs", "is_backend_error",
     "is_folder", "is_hidden", "is_local", "join", "list_files", "list_names", "open_input",
     "protocol_of", "raise_translated", "read_bytes", "read_bytes_versioned", "remove", "scan",
-    "size_of", "storage_options", "translate_error", "write_bytes", "write_bytes_if",
+    "size_of", "StorageOptions", "DEFAULT_STORAGE_OPTIONS", "translate_error", "write_bytes",
+    "write_bytes_if",
 ]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from pipelines.storage.filesystem import get_fs, is_local
+from pipelines.storage.options import StorageOptions
 from pipelines.storage.retry import DEFAULT_RETRY, RetryPolicy
 from pipelines.storage.translate import raise_translated
 
@@ -33,11 +34,11 @@ TMP_MARKER = ".tmp-"
 class HashingWriter:
     """A write-only file that counts and hashes what passes through it."""
 
-    def __init__(self, f, uri: str = "", storage: dict | None = None) -> None:
+    def __init__(self, f, uri: str = "", storage_options: StorageOptions | None = None) -> None:
         self._f = f
         self._sha = hashlib.sha256()
         self._uri = uri
-        self._storage = storage
+        self._storage_options = storage_options
         self.size = 0
 
     def write(self, data) -> int:
@@ -46,7 +47,7 @@ class HashingWriter:
         try:
             self._f.write(view)
         except Exception as err:  # a part upload failed
-            raise_translated(err, self._uri, "write", self._storage)
+            raise_translated(err, self._uri, "write", self._storage_options)
         self.size += view.nbytes
         return view.nbytes
 
@@ -61,21 +62,21 @@ class HashingWriter:
         return self._sha.hexdigest()
 
 
-def _guarded(fn: Callable[[], T], uri: str, storage: dict | None) -> T:
+def _guarded(fn: Callable[[], T], uri: str, storage_options: StorageOptions | None) -> T:
     try:
         return fn()
     except Exception as err:
-        raise_translated(err, uri, "write", storage)
+        raise_translated(err, uri, "write", storage_options)
 
 
 @contextmanager
-def atomic_writer(uri: str, storage: dict | None = None, *,
+def atomic_writer(uri: str, storage_options: StorageOptions | None = None, *,
                   part_bytes: int = DEFAULT_PART_BYTES) -> Iterator[HashingWriter]:
     """Write an object that becomes visible only if the block exits cleanly.
 
     Errors of the block itself pass through unchanged; storage errors are translated.
     """
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
     if is_local(uri):
         parent = os.path.dirname(path)
         tmp = os.path.join(parent, f".{os.path.basename(path)}{TMP_MARKER}{uuid.uuid4().hex}")
@@ -84,9 +85,9 @@ def atomic_writer(uri: str, storage: dict | None = None, *,
             os.makedirs(parent, exist_ok=True)
             return open(tmp, "wb")
 
-        f = _guarded(open_tmp, uri, storage)
+        f = _guarded(open_tmp, uri, storage_options)
         try:
-            yield HashingWriter(f, uri, storage)
+            yield HashingWriter(f, uri, storage_options)
         except BaseException:
             f.close()
             os.unlink(tmp)
@@ -98,12 +99,12 @@ def atomic_writer(uri: str, storage: dict | None = None, *,
                 os.fsync(f.fileno())
             os.replace(tmp, path)
 
-        _guarded(publish, uri, storage)
+        _guarded(publish, uri, storage_options)
         return
     f = _guarded(lambda: fs.open(path, "wb", block_size=part_bytes, autocommit=False),
-                 uri, storage)
+                 uri, storage_options)
     try:
-        yield HashingWriter(f, uri, storage)
+        yield HashingWriter(f, uri, storage_options)
     except BaseException:
         try:
             f.discard()
@@ -119,18 +120,18 @@ def atomic_writer(uri: str, storage: dict | None = None, *,
             f.discard()
             raise
 
-    _guarded(complete, uri, storage)
+    _guarded(complete, uri, storage_options)
 
 
-def write_bytes(uri: str, data: bytes, storage: dict | None = None, *,
+def write_bytes(uri: str, data: bytes, storage_options: StorageOptions | None = None, *,
                 retry: RetryPolicy = DEFAULT_RETRY) -> None:
     """Write a small object atomically (one PUT, or a local rename)."""
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
     if is_local(uri):
         def put():
-            with atomic_writer(uri, storage) as w:
+            with atomic_writer(uri, storage_options) as w:
                 w.write(data)
     else:
         def put():
             fs.pipe_file(path, data)
-    retry.call(put, uri=uri, operation="write", storage=storage)
+    retry.call(put, uri=uri, operation="write", storage_options=storage_options)

@@ -15,6 +15,7 @@ import os
 from pipelines.storage.atomic import write_bytes
 from pipelines.storage.filesystem import get_fs, is_local
 from pipelines.storage.listing import version_of
+from pipelines.storage.options import StorageOptions
 from pipelines.storage.retry import DEFAULT_RETRY
 from pipelines.storage.translate import error_code
 
@@ -22,13 +23,14 @@ from pipelines.storage.translate import error_code
 CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 
 
-def read_bytes_versioned(uri: str, storage: dict | None = None) -> tuple[bytes, str] | None:
+def read_bytes_versioned(uri: str, storage_options: StorageOptions | None = None
+                         ) -> tuple[bytes, str] | None:
     """An object's bytes and its version token (ETag; locally a hash); None if absent.
 
     The ETag is read before the bytes, so a writer in between makes the version stale
     (a later conditional write then fails and is retried), never the bytes.
     """
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
 
     def get():
         try:
@@ -40,17 +42,17 @@ def read_bytes_versioned(uri: str, storage: dict | None = None) -> tuple[bytes, 
         except FileNotFoundError:
             return None
 
-    return DEFAULT_RETRY.call(get, uri=uri, operation="read", storage=storage)
+    return DEFAULT_RETRY.call(get, uri=uri, operation="read", storage_options=storage_options)
 
 
-def write_bytes_if(uri: str, data: bytes, storage: dict | None = None, *,
+def write_bytes_if(uri: str, data: bytes, storage_options: StorageOptions | None = None, *,
                    expected: str | None) -> bool:
     """Write a small object only if it is still at version ``expected`` (None: absent).
 
     Returns False when another writer got there first; the caller re-reads and tries
     again.
     """
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
     if is_local(uri):
         import fcntl
 
@@ -62,7 +64,7 @@ def write_bytes_if(uri: str, data: bytes, storage: dict | None = None, *,
                 if os.path.exists(path) else None
             if current != expected:
                 return False
-            write_bytes(uri, data, storage)
+            write_bytes(uri, data, storage_options)
             return True
     condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": f'"{expected}"'}
 
@@ -75,4 +77,4 @@ def write_bytes_if(uri: str, data: bytes, storage: dict | None = None, *,
                 return False
             raise
 
-    return DEFAULT_RETRY.call(put, uri=uri, operation="write", storage=storage)
+    return DEFAULT_RETRY.call(put, uri=uri, operation="write", storage_options=storage_options)

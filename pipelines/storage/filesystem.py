@@ -16,6 +16,7 @@ from fsspec.core import url_to_fs
 
 from pipelines import uris
 from pipelines.errors import StorageError
+from pipelines.storage.options import DEFAULT_STORAGE_OPTIONS, StorageOptions
 
 #: botocore settings for every S3 request: a few quick retries with backoff (standard
 #: mode: at most ~7 s of sleeps), and timeouts that turn a stalled connection into a
@@ -39,39 +40,41 @@ def protocol_of(uri: str) -> str:
     return uri.split("://", 1)[0] if "://" in uri else "file"
 
 
-def endpoint_of(uri: str, storage: dict | None) -> str | None:
+def endpoint_of(uri: str, storage_options: StorageOptions | None) -> str | None:
+    """The S3 endpoint requests for ``uri`` go to, for messages (None: local, or AWS)."""
     if is_local(uri):
         return None
-    storage = storage or {}
-    return storage.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or \
+    endpoint = storage_options.endpoint_url if storage_options else None
+    return endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or \
         os.environ.get("AWS_ENDPOINT_URL")
 
 
-def _fs_kwargs(uri: str, storage: dict | None) -> dict:
-    storage = storage or {}
+def _fs_kwargs(uri: str, storage_options: StorageOptions | None) -> dict:
+    options = storage_options or DEFAULT_STORAGE_OPTIONS
     protocol = uri.split("://", 1)[0] if "://" in uri else "file"
     if protocol in ("s3", "s3a"):
         client_kwargs = {}
-        if storage.get("endpoint_url"):
-            client_kwargs["endpoint_url"] = storage["endpoint_url"]
-        if storage.get("region"):
-            client_kwargs["region_name"] = storage["region"]
+        if options.endpoint_url:
+            client_kwargs["endpoint_url"] = options.endpoint_url
+        if options.region:
+            client_kwargs["region_name"] = options.region
         kwargs = {
             "client_kwargs": client_kwargs,
             "config_kwargs": dict(S3_CONFIG),
             "use_listings_cache": False,
         }
-        if storage.get("anon"):
+        if options.anon:
             kwargs["anon"] = True
-        if storage.get("profile"):
-            kwargs["profile"] = storage["profile"]
+        if options.profile:
+            kwargs["profile"] = options.profile
         return kwargs
     if protocol == "file":
         return {"auto_mkdir": True}
     return {}
 
 
-def get_fs(uri: str, storage: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+def get_fs(uri: str,
+           storage_options: StorageOptions | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem for a URI and the path within it."""
     if uri.startswith("s3a://"):
         uri = "s3://" + uri[len("s3a://"):]
@@ -80,10 +83,10 @@ def get_fs(uri: str, storage: dict | None = None) -> tuple[fsspec.AbstractFileSy
         uris.check_location(uri, "the location")  # raises, naming the supported schemes
     if protocol == "s3":
         uris.check_endpoint_env()
-        if storage and storage.get("endpoint_url"):
-            uris.check_endpoint(storage["endpoint_url"], "storage.endpoint_url")
+        if storage_options and storage_options.endpoint_url:
+            uris.check_endpoint(storage_options.endpoint_url, "storage.endpoint_url")
     try:
-        fs, path = url_to_fs(uri, **_fs_kwargs(uri, storage))
+        fs, path = url_to_fs(uri, **_fs_kwargs(uri, storage_options))
     except ImportError as err:
         raise StorageError(uri, "open", f"no filesystem for this protocol ({err})",
                            hint="Install the fsspec backend for it, e.g. s3fs for s3://.") from None

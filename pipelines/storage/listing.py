@@ -21,6 +21,7 @@ from fsspec.utils import glob_translate
 from pipelines import uris
 from pipelines.errors import ConfigError
 from pipelines.storage.filesystem import get_fs, is_local, uri_of
+from pipelines.storage.options import StorageOptions
 from pipelines.storage.retry import DEFAULT_RETRY
 
 log = logging.getLogger(__name__)
@@ -128,14 +129,14 @@ def _local_listing(path: str, glob: bool) -> tuple[str, dict[str, dict]]:
     return base, found
 
 
-def scan(uri: str, storage: dict | None = None) -> Listing:
+def scan(uri: str, storage_options: StorageOptions | None = None) -> Listing:
     """Files under a URI (a file, a prefix, or a glob), sorted by key.
 
     Names starting with ``.`` or ``_`` (markers such as ``_SUCCESS``, temporaries) are
     skipped, as Spark and Hadoop do, and returned as ``hidden``. Local symbolic links
     are followed.
     """
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
     glob = uris.has_glob(path)
 
     def listing() -> tuple[str, dict]:
@@ -151,7 +152,8 @@ def scan(uri: str, storage: dict | None = None) -> Listing:
             return path, fs.find(path, detail=True)
         return path.rsplit("/", 1)[0], {path: info}
 
-    base, found = DEFAULT_RETRY.call(listing, uri=uri, operation="list", storage=storage)
+    base, found = DEFAULT_RETRY.call(listing, uri=uri, operation="list",
+                                     storage_options=storage_options)
     base = base.rstrip("/")
     out, hidden = [], []
     for p, info in sorted(found.items()):
@@ -166,14 +168,14 @@ def scan(uri: str, storage: dict | None = None) -> Listing:
     return Listing(tuple(out), tuple(hidden))
 
 
-def list_files(uri: str, storage: dict | None = None) -> list[Listed]:
+def list_files(uri: str, storage_options: StorageOptions | None = None) -> list[Listed]:
     """The input files a URI names (see :func:`scan`)."""
-    return list(scan(uri, storage).files)
+    return list(scan(uri, storage_options).files)
 
 
-def list_names(prefix: str, storage: dict | None = None) -> list[str]:
+def list_names(prefix: str, storage_options: StorageOptions | None = None) -> list[str]:
     """Names (relative to ``prefix``) of every file under it, including hidden ones."""
-    fs, path = get_fs(prefix, storage)
+    fs, path = get_fs(prefix, storage_options)
 
     def find():
         try:
@@ -181,6 +183,6 @@ def list_names(prefix: str, storage: dict | None = None) -> list[str]:
         except FileNotFoundError:
             return []
 
-    found = DEFAULT_RETRY.call(find, uri=prefix, operation="list", storage=storage)
+    found = DEFAULT_RETRY.call(find, uri=prefix, operation="list", storage_options=storage_options)
     base = path.rstrip("/") + "/"
     return sorted(p[len(base):] for p in found if p.startswith(base))

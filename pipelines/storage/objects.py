@@ -13,6 +13,7 @@ import os
 
 from pipelines.errors import ConfigError
 from pipelines.storage.filesystem import get_fs, is_local
+from pipelines.storage.options import StorageOptions
 from pipelines.storage.retry import DEFAULT_RETRY, RetryPolicy
 from pipelines.storage.translate import raise_translated
 
@@ -20,39 +21,41 @@ from pipelines.storage.translate import raise_translated
 DECOMPRESS_BUFFER_BYTES = 1 << 20
 
 
-def read_bytes(uri: str, storage: dict | None = None, *,
+def read_bytes(uri: str, storage_options: StorageOptions | None = None, *,
                retry: RetryPolicy = DEFAULT_RETRY) -> bytes:
-    fs, path = get_fs(uri, storage)
-    return retry.call(lambda: fs.cat_file(path), uri=uri, operation="read", storage=storage)
+    fs, path = get_fs(uri, storage_options)
+    return retry.call(lambda: fs.cat_file(path), uri=uri, operation="read",
+                      storage_options=storage_options)
 
 
-def open_input(uri: str, storage: dict | None = None, compression: str | None = None):
+def open_input(uri: str, storage_options: StorageOptions | None = None,
+               compression: str | None = None):
     """A binary file object for reading (decompressing ``gzip``/``zstd`` on the fly)."""
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
     try:
         f = fs.open(path, "rb", compression=compression)
         # decompressors lack readline (zstd) or are slow at it (gzip): buffer them
         return io.BufferedReader(f, DECOMPRESS_BUFFER_BYTES) if compression else f
     except Exception as err:
-        raise_translated(err, uri, "open", storage)
+        raise_translated(err, uri, "open", storage_options)
 
 
-def exists(uri: str, storage: dict | None = None) -> bool:
-    fs, path = get_fs(uri, storage)
+def exists(uri: str, storage_options: StorageOptions | None = None) -> bool:
+    fs, path = get_fs(uri, storage_options)
     return DEFAULT_RETRY.call(lambda: fs.exists(path), uri=uri, operation="check",
-                              storage=storage)
+                              storage_options=storage_options)
 
 
-def is_folder(uri: str, storage: dict | None = None) -> bool:
+def is_folder(uri: str, storage_options: StorageOptions | None = None) -> bool:
     """Whether the URI is a folder (locally) or a prefix with objects under it (S3)."""
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
     return DEFAULT_RETRY.call(lambda: fs.isdir(path), uri=uri, operation="check",
-                              storage=storage)
+                              storage_options=storage_options)
 
 
-def size_of(uri: str, storage: dict | None = None) -> int | None:
+def size_of(uri: str, storage_options: StorageOptions | None = None) -> int | None:
     """The object's size, or None when it does not exist."""
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
 
     def info():
         try:
@@ -60,12 +63,13 @@ def size_of(uri: str, storage: dict | None = None) -> int | None:
         except FileNotFoundError:
             return None
 
-    return DEFAULT_RETRY.call(info, uri=uri, operation="stat", storage=storage)
+    return DEFAULT_RETRY.call(info, uri=uri, operation="stat", storage_options=storage_options)
 
 
-def remove(uri: str, storage: dict | None = None, *, recursive: bool = False) -> None:
+def remove(uri: str, storage_options: StorageOptions | None = None, *,
+           recursive: bool = False) -> None:
     """Delete an object (or, ``recursive``, everything under a prefix); absent is fine."""
-    fs, path = get_fs(uri, storage)
+    fs, path = get_fs(uri, storage_options)
 
     def rm():
         try:
@@ -73,10 +77,10 @@ def remove(uri: str, storage: dict | None = None, *, recursive: bool = False) ->
         except FileNotFoundError:
             pass
 
-    DEFAULT_RETRY.call(rm, uri=uri, operation="delete", storage=storage)
+    DEFAULT_RETRY.call(rm, uri=uri, operation="delete", storage_options=storage_options)
 
 
-def check_output_folder(uri: str, storage: dict | None = None, *,
+def check_output_folder(uri: str, storage_options: StorageOptions | None = None, *,
                         field: str = "the output") -> None:
     """A local output prefix must be a folder this user may write, or one that can be
     made in a folder this user may write; a ConfigError (exit 2) otherwise. Object

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pipelines.errors import TokenyardError
+from pipelines.storage.options import StorageOptions
 from pipelines.storage.translate import translate_error
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,13 @@ class RetryPolicy:
         return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
 
     def call(self, fn: Callable[[], T], *, uri: str, operation: str,
-             storage: dict | None = None) -> T:
+             storage_options: StorageOptions | None = None) -> T:
         started = time.monotonic()
         for attempt in range(1, self.attempts + 1):
             try:
                 return fn()
             except Exception as err:
-                translated = translate_error(err, uri, operation, storage)
+                translated = translate_error(err, uri, operation, storage_options)
                 if translated is err and not isinstance(err, TokenyardError):
                     raise  # a programming error: as it is, never retried
                 delay = self.delay_s(attempt) * (0.5 + random.random() / 2)

@@ -24,6 +24,7 @@ from pipelines.errors import (
     TransientStorageError,
 )
 from pipelines.storage.filesystem import endpoint_of, is_local
+from pipelines.storage.options import StorageOptions
 
 #: S3 error codes worth another attempt
 TRANSIENT_CODES = frozenset({
@@ -89,7 +90,7 @@ def is_backend_error(err: BaseException) -> bool:
 
 
 def translate_error(err: BaseException, uri: str, operation: str,
-                    storage: dict | None = None) -> BaseException:
+                    storage_options: StorageOptions | None = None) -> BaseException:
     """Map a storage failure to the tokenyard error tree.
 
     Tokenyard errors and programming errors (anything :func:`is_backend_error` rejects)
@@ -97,7 +98,7 @@ def translate_error(err: BaseException, uri: str, operation: str,
     """
     if isinstance(err, TokenyardError) or not is_backend_error(err):
         return err
-    endpoint = endpoint_of(uri, storage)
+    endpoint = endpoint_of(uri, storage_options)
     chain: list[BaseException] = []
     cur: BaseException | None = err
     while cur is not None and cur not in chain:
@@ -138,10 +139,10 @@ def translate_error(err: BaseException, uri: str, operation: str,
 
 
 def raise_translated(err: BaseException, uri: str, operation: str,
-                     storage: dict | None = None) -> NoReturn:
+                     storage_options: StorageOptions | None = None) -> NoReturn:
     """Raise ``err`` translated (from ``err``), or as it is when it is not a storage
     failure. Call it from the ``except`` block that caught ``err``."""
-    translated = translate_error(err, uri, operation, storage)
+    translated = translate_error(err, uri, operation, storage_options)
     if translated is err:
         raise err
     raise translated from err

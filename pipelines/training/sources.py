@@ -148,8 +148,8 @@ def parse_manifest(uri: str, raw: bytes) -> Version:
                    tokenizer=TokenizerInfo.from_manifest(manifest), shards=shards)
 
 
-def read_version(prefix: str, storage_opts: dict | None) -> Version:
-    raw = storage.read_bytes(storage.join(prefix, MANIFEST), storage_opts)
+def read_version(prefix: str, storage_options: storage.StorageOptions | None) -> Version:
+    raw = storage.read_bytes(storage.join(prefix, MANIFEST), storage_options)
     return parse_manifest(prefix, raw)
 
 
@@ -157,19 +157,20 @@ def _strip(uri: str) -> str:
     return uri.rstrip("/") if len(uri) > 1 else uri
 
 
-def _kind(uri: str, storage_opts: dict | None) -> tuple[str, str, Version | None]:
+def _kind(uri: str, storage_options: storage.StorageOptions | None) -> tuple[str, str,
+                                                                             Version | None]:
     """("dataset"|"catalog", prefix, the manifest when it is a dataset)."""
     uri = _strip(uri)
     if uri.endswith("/" + MANIFEST) or uri == MANIFEST:
         prefix = uri[:-len(MANIFEST)].rstrip("/") or "."
-        return "dataset", prefix, _read_or_explain(prefix, storage_opts)
+        return "dataset", prefix, _read_or_explain(prefix, storage_options)
     if uri.endswith("/" + CATALOG) or uri == CATALOG:
         return "catalog", uri[:-len(CATALOG)].rstrip("/") or ".", None
     try:
-        return "dataset", uri, read_version(uri, storage_opts)
+        return "dataset", uri, read_version(uri, storage_options)
     except StorageNotFoundError:
         pass
-    if storage.exists(storage.join(uri, CATALOG), storage_opts):
+    if storage.exists(storage.join(uri, CATALOG), storage_options):
         return "catalog", uri, None
     raise ConfigError(
         f"{uri} holds neither a manifest.json (a committed dataset) nor a catalog.json "
@@ -178,9 +179,9 @@ def _kind(uri: str, storage_opts: dict | None) -> tuple[str, str, Version | None
              "committed (the manifest is written last).")
 
 
-def _read_or_explain(prefix: str, storage_opts: dict | None) -> Version:
+def _read_or_explain(prefix: str, storage_options: storage.StorageOptions | None) -> Version:
     try:
-        return read_version(prefix, storage_opts)
+        return read_version(prefix, storage_options)
     except StorageNotFoundError:
         raise ConfigError(
             f"{storage.join(prefix, MANIFEST)} does not exist: the dataset was never committed.",
@@ -188,8 +189,8 @@ def _read_or_explain(prefix: str, storage_opts: dict | None) -> Version:
 
 
 def _catalog_versions(root: str, wanted: Sequence[str] | None,
-                      storage_opts: dict | None) -> list[Version]:
-    catalog = catalog_mod.load(root, storage_opts)
+                      storage_options: storage.StorageOptions | None) -> list[Version]:
+    catalog = catalog_mod.load(root, storage_options)
     entries = catalog["versions"] if catalog else []
     if not entries:
         raise ConfigError(f"{catalog_mod.catalog_uri(root)} lists no version yet.",
@@ -204,7 +205,7 @@ def _catalog_versions(root: str, wanted: Sequence[str] | None,
         entries = [by_name[v] for v in wanted]
     prefixes = [storage.join(root, e["path"]) for e in entries]
     with ThreadPoolExecutor(_IO_THREADS) as pool:
-        found = list(pool.map(lambda p: _read_or_explain(p, storage_opts), prefixes))
+        found = list(pool.map(lambda p: _read_or_explain(p, storage_options), prefixes))
     for entry, version in zip(entries, found):
         if entry["fingerprint"] != version.fingerprint:
             raise DatasetError(version.uri, [
@@ -215,18 +216,19 @@ def _catalog_versions(root: str, wanted: Sequence[str] | None,
 
 
 def _versions_of(uri: str, wanted: Sequence[str] | None,
-                 storage_opts: dict | None) -> tuple[str, list[Version]]:
-    kind, prefix, version = _kind(uri, storage_opts)
+                 storage_options: storage.StorageOptions | None) -> tuple[str, list[Version]]:
+    kind, prefix, version = _kind(uri, storage_options)
     if kind == "dataset":
         if wanted is not None:
             raise ConfigError(f"versions= applies to a catalog; {prefix} is a single dataset.")
         return prefix, [version]
-    return prefix, _catalog_versions(prefix, wanted, storage_opts)
+    return prefix, _catalog_versions(prefix, wanted, storage_options)
 
 
 def open_sources(uri: str | Sequence[str] | Mapping[str, float], *,
                  versions: Sequence[str] | Mapping[str, float] | None = None,
-                 storage_opts: dict | None = None) -> tuple[list[Source], list[float] | None]:
+                 storage_options: storage.StorageOptions | None = None
+                 ) -> tuple[list[Source], list[float] | None]:
     """The sources to read and their weights (None for a single source)."""
     if isinstance(uri, Mapping):
         if versions is not None:
@@ -235,36 +237,36 @@ def open_sources(uri: str | Sequence[str] | Mapping[str, float], *,
         labels = list(uri)
         if not labels:
             raise ConfigError("the mapping of datasets to weights is empty.")
-        sources = _open_many(labels, storage_opts)
+        sources = _open_many(labels, storage_options)
         return _checked(sources), [uri[label] for label in labels]
     if isinstance(uri, (list, tuple)):
         if not uri:
             raise ConfigError("the list of datasets is empty.")
         if versions is not None:
             raise ConfigError("versions= applies to a single catalog, not to a list of URIs.")
-        parts = _open_many(list(uri), storage_opts)
+        parts = _open_many(list(uri), storage_options)
         label = " + ".join(s.label for s in parts)
         return _checked([Source(label, tuple(v for s in parts for v in s.versions))]), None
     if not isinstance(uri, str):
         raise ConfigError(f"the dataset must be a URI, a list of URIs or a mapping of URIs to "
                           f"weights, not {type(uri).__name__}.")
     if isinstance(versions, Mapping):
-        kind, prefix, _ = _kind(uri, storage_opts)
+        kind, prefix, _ = _kind(uri, storage_options)
         if kind != "catalog":
             raise ConfigError(f"versions= applies to a catalog; {prefix} is a single dataset.")
         names = list(versions)
-        found = _catalog_versions(prefix, names, storage_opts)
+        found = _catalog_versions(prefix, names, storage_options)
         sources = [Source(v.uri, (v,)) for v in found]
         return _checked(sources), [versions[n] for n in names]
     if isinstance(versions, str):
         versions = [versions]
-    prefix, found = _versions_of(uri, versions, storage_opts)
+    prefix, found = _versions_of(uri, versions, storage_options)
     return _checked([Source(prefix, tuple(found))]), None
 
 
-def _open_many(uris: list[str], storage_opts: dict | None) -> list[Source]:
+def _open_many(uris: list[str], storage_options: storage.StorageOptions | None) -> list[Source]:
     with ThreadPoolExecutor(min(_IO_THREADS, len(uris))) as pool:
-        opened = list(pool.map(lambda u: _versions_of(u, None, storage_opts), uris))
+        opened = list(pool.map(lambda u: _versions_of(u, None, storage_options), uris))
     return [Source(prefix, tuple(found)) for prefix, found in opened]
 
 
@@ -284,7 +286,8 @@ def _checked(sources: list[Source]) -> list[Source]:
     return sources
 
 
-def verify_sources(sources: list[Source], level: str, storage_opts: dict | None) -> None:
+def verify_sources(sources: list[Source], level: str,
+                   storage_options: storage.StorageOptions | None) -> None:
     """Check the shards against the manifests: ``sizes`` (one listing per dataset) or
     ``full`` (what ``tokenyard verify`` checks, sha256 of every byte included)."""
     if level not in VERIFY_LEVELS:
@@ -296,18 +299,18 @@ def verify_sources(sources: list[Source], level: str, storage_opts: dict | None)
         from pipelines.verify import verify
 
         for version in versions:
-            verify(version.uri, storage_opts).raise_for_problems()
+            verify(version.uri, storage_options).raise_for_problems()
         return
     with ThreadPoolExecutor(min(_IO_THREADS, len(versions))) as pool:
-        problems = list(pool.map(lambda v: (v.uri, _size_problems(v, storage_opts)), versions))
+        problems = list(pool.map(lambda v: (v.uri, _size_problems(v, storage_options)), versions))
     for uri, found in problems:
         if found:
             raise DatasetError(uri, found)
 
 
-def _size_problems(version: Version, storage_opts: dict | None) -> list[str]:
+def _size_problems(version: Version, storage_options: storage.StorageOptions | None) -> list[str]:
     listed = {f.key: f.size for f in storage.list_files(storage.join(version.uri, "shards"),
-                                                        storage_opts)}
+                                                        storage_options)}
     problems = []
     for shard in version.shards:
         for file in shard.files:

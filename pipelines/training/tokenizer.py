@@ -67,12 +67,12 @@ class TokenizerSpec:
 
     @classmethod
     def from_file(cls, uri: str, *, eos: str | None = None,
-                  storage_opts: dict | None = None) -> "TokenizerSpec":
+                  storage_options: storage.StorageOptions | None = None) -> "TokenizerSpec":
         """The spec of a tokenizers JSON file (the one the model was built with)."""
         from tokenizers import Tokenizer
 
         try:
-            data = storage.read_bytes(uri, storage_opts)
+            data = storage.read_bytes(uri, storage_options)
         except StorageNotFoundError:
             raise TokenizerError(f"the tokenizer file {uri} does not exist.") from None
         try:
@@ -98,7 +98,7 @@ def check_tokenizer(found: TokenizerInfo, expected: TokenizerSpec | None, datase
 
 
 def find_tokenizer(info: TokenizerInfo, dataset_uris: list[str], override: str | None,
-                   storage_opts: dict | None) -> tuple[str, bytes]:
+                   storage_options: storage.StorageOptions | None) -> tuple[str, bytes]:
     """The tokenizer file a dataset was made with, as (where, bytes), checked by sha256.
 
     The manifest names the file only by its name and sha256 (paths are not part of a
@@ -116,7 +116,7 @@ def find_tokenizer(info: TokenizerInfo, dataset_uris: list[str], override: str |
                     candidates.append(where)
     for where in candidates:
         try:
-            data = storage.read_bytes(where, storage_opts)
+            data = storage.read_bytes(where, storage_options)
         except StorageNotFoundError:
             continue
         digest = hashlib.sha256(data).hexdigest()

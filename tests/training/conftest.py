@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import catalog
+from pipelines import catalog, storage
 from pipelines.config import parse_job
 from pipelines.formats import iter_documents
 from pipelines.run import run_job
@@ -106,7 +106,7 @@ def catalog_root(tmp_path_factory, tok_path) -> tuple[Path, dict[str, Built]]:
         built[version] = build(root / version, raw, tok_path)
         manifest = built[version].manifest
         catalog.add_version(str(root), catalog.entry_of(version, version[2:], manifest, 1),
-                            manifest, {})
+                            manifest, storage.StorageOptions())
     return root, built
 
 
