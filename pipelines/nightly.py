@@ -250,7 +250,7 @@ def resolve_night(base: JobConfig, ds: str, *, mode: str = AUTO,
     job = base.with_overrides(**{"input.uri": value, "output.uri": output_uri + "/"})
     check_overlap(job)  # before the watermark claims anything
     _, tokenizer = read_tokenizer(job, storage_options)
-    catalog_mod.check_tokenizer(catalog_mod.load(root, storage_options), tokenizer["sha256"],
+    catalog_mod.check_tokenizer(catalog_mod.load(root, storage_options), tokenizer.sha256,
                                 version, catalog_mod.catalog_uri(root))
     return Night(ds, mode, root, version, job, tuple(inputs), None, resumed, storage_options)
 

@@ -27,7 +27,8 @@ from fsspec.utils import glob_translate
 from pipelines import storage, uris
 from pipelines.config import JobConfig, auto_unit_bytes
 from pipelines.errors import ConfigError, InputError, StorageNotFoundError
-from pipelines.records import InputFile, Plan, Slice, WorkUnit, dumps
+from pipelines.records import (InputFile, Plan, PlanOptions, Slice, TokenizerFacts, WorkUnit,
+                               dumps)
 
 log = logging.getLogger(__name__)
 
@@ -146,29 +147,27 @@ def target_unit_bytes(job: JobConfig, inputs: tuple[InputFile, ...]) -> int:
     return auto_unit_bytes(sum(f.size for f in inputs)) if target == "auto" else target
 
 
-def output_options(job: JobConfig, target: int) -> dict:
+def output_options(job: JobConfig, target: int) -> PlanOptions:
     """The options that shape output bytes, and only those."""
-    options = {
-        "input_format": job.input.format,
-        "text_field": job.input.text_field,
-        "id_field": job.input.id_field,
-        "eos": job.tokenizer.eos,
-        "bos": job.tokenizer.bos,
-        "max_segment_chars": job.tokenizer.max_segment_chars,
-        "output_format": job.output.format,
-        "target_unit_bytes": target,
-    }
-    if job.tokenizer.split_special_tokens:
-        # absent from plans made before the option existed, whose behaviour was false
-        options["split_special_tokens"] = True
-    return options
+    return PlanOptions(
+        input_format=job.input.format,
+        text_field=job.input.text_field,
+        id_field=job.input.id_field,
+        eos=job.tokenizer.eos,
+        bos=job.tokenizer.bos,
+        max_segment_chars=job.tokenizer.max_segment_chars,
+        output_format=job.output.format,
+        target_unit_bytes=target,
+        split_special_tokens=job.tokenizer.split_special_tokens,
+    )
 
 
-def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str, options: dict) -> str:
+def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str,
+                options: PlanOptions) -> str:
     identity = {
         "inputs": [[f.key, f.size, f.version, f.format, f.compression] for f in inputs],
         "tokenizer_sha256": tokenizer_sha256,
-        "options": options,
+        "options": options.to_dict(),
     }
     return hashlib.sha256(dumps(identity)).hexdigest()
 
@@ -307,13 +306,14 @@ def list_inputs(job: JobConfig, storage_options: storage.StorageOptions) -> tupl
     return tuple(files)
 
 
-def make_plan(job: JobConfig, tokenizer: dict, storage_options: storage.StorageOptions) -> Plan:
+def make_plan(job: JobConfig, tokenizer: TokenizerFacts,
+              storage_options: storage.StorageOptions) -> Plan:
     """Plan a job: ``tokenizer`` describes the tokenizer file (name, sha256, vocab)."""
     inputs = list_inputs(job, storage_options)
     target = target_unit_bytes(job, inputs)
     options = output_options(job, target)
     units = cut_units(list(inputs), target, storage_options)
-    fp = fingerprint(inputs, tokenizer["sha256"], options)
+    fp = fingerprint(inputs, tokenizer.sha256, options)
     log.info("planned %d units over %d inputs, fingerprint %s", len(units), len(inputs), fp[:12])
     return Plan(job=job.name, fingerprint=fp, options=options, tokenizer=tokenizer,
                 inputs=inputs, units=units)
@@ -322,12 +322,14 @@ def make_plan(job: JobConfig, tokenizer: dict, storage_options: storage.StorageO
 def differences(saved: Plan, new: Plan) -> list[str]:
     """What changed between a saved plan and a new one, in words a user can act on."""
     out = []
-    if saved.tokenizer.get("sha256") != new.tokenizer.get("sha256"):
-        out.append(f"the tokenizer differs (saved sha256 {saved.tokenizer.get('sha256', '?')[:12]}, "
-                   f"now {new.tokenizer.get('sha256', '?')[:12]})")
-    for key in sorted(set(saved.options) | set(new.options)):
-        if saved.options.get(key) != new.options.get(key):
-            out.append(f"option {key} was {saved.options.get(key)!r}, now {new.options.get(key)!r}")
+    if saved.tokenizer.sha256 != new.tokenizer.sha256:
+        out.append(f"the tokenizer differs (saved sha256 {saved.tokenizer.sha256[:12]}, "
+                   f"now {new.tokenizer.sha256[:12]})")
+    old_options, new_options = saved.options.to_dict(), new.options.to_dict()
+    for key in sorted(set(old_options) | set(new_options)):
+        if old_options.get(key) != new_options.get(key):
+            out.append(f"option {key} was {old_options.get(key)!r}, "
+                       f"now {new_options.get(key)!r}")
     old_in = {f.key: f for f in saved.inputs}
     new_in = {f.key: f for f in new.inputs}
     added = sorted(set(new_in) - set(old_in))

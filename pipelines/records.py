@@ -166,14 +166,78 @@ class UnitResult:
 _RUN_ONLY = frozenset(f.name for f in fields(UnitResult) if not f.compare)
 
 
+class _ByName:
+    """Mapping-style reads (``plan.tokenizer["sha256"]``) of a record's fields, for code
+    written against the dict the record replaced (the cost estimator)."""
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in {f.name for f in fields(self)}:
+            raise KeyError(name)
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class PlanOptions(_ByName):
+    """The job options that shape output bytes, and only those: saved in the plan and
+    hashed into its fingerprint."""
+
+    input_format: str
+    text_field: str
+    id_field: str | None
+    eos: str | None
+    bos: str | None
+    max_segment_chars: int
+    output_format: str
+    #: resolved: a plan never says ``auto``
+    target_unit_bytes: int
+    #: saved only when true: plans made before the option existed behaved as false, and
+    #: their fingerprints must not change
+    split_special_tokens: bool = False
+
+    def to_dict(self) -> dict:
+        """The saved form (and what the fingerprint hashes)."""
+        d = asdict(self)
+        if not self.split_special_tokens:
+            del d["split_special_tokens"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PlanOptions":
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TokenizerFacts(_ByName):
+    """What a dataset records of its tokenizer file: in the plan, and (``dtype`` apart,
+    which the manifest keeps at its top level) in the manifest."""
+
+    #: the file's name, without its folder: paths are not part of a dataset's identity
+    name: str
+    sha256: str
+    vocab_size: int
+    #: the token dtype of the shards (``uint16`` below 65,500 entries, else ``int32``)
+    dtype: str
+    eos: str | None
+    eos_id: int | None
+    bos: str | None
+    bos_id: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenizerFacts":
+        return cls(**d)
+
+
 @dataclass(frozen=True)
 class Plan:
     """The saved plan: inputs, units, fingerprint and output-shaping options."""
 
     job: str
     fingerprint: str
-    options: dict
-    tokenizer: dict
+    options: PlanOptions
+    tokenizer: TokenizerFacts
     inputs: tuple[InputFile, ...]
     units: tuple[WorkUnit, ...]
     version: int = PLAN_VERSION
@@ -187,8 +251,8 @@ class Plan:
             "version": self.version,
             "job": self.job,
             "fingerprint": self.fingerprint,
-            "options": self.options,
-            "tokenizer": self.tokenizer,
+            "options": self.options.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
             "inputs": [asdict(f) for f in self.inputs],
             "units": [
                 {"index": u.index, "input_bytes": u.input_bytes,
@@ -204,8 +268,8 @@ class Plan:
             version=d["version"],
             job=d["job"],
             fingerprint=d["fingerprint"],
-            options=d["options"],
-            tokenizer=d["tokenizer"],
+            options=PlanOptions.from_dict(d["options"]),
+            tokenizer=TokenizerFacts.from_dict(d["tokenizer"]),
             inputs=tuple(InputFile(**f) for f in d["inputs"]),
             units=tuple(WorkUnit.from_dict(u) for u in d["units"]),
         )

@@ -46,7 +46,7 @@ from pipelines.errors import (
 from pipelines.identity import BackendChoice, choose_backend
 from pipelines.plan import check_overlap, differences, make_plan
 from pipelines.progress import NO_PROGRESS, Progress
-from pipelines.records import Plan, UnitOptions, dumps
+from pipelines.records import Plan, TokenizerFacts, UnitOptions, dumps
 from pipelines.task import backend_switch_uri
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def _tokenizer_folder(path: str, storage_options: storage.StorageOptions) -> Tok
                           hint=hint)
 
 
-def read_tokenizer(job: JobConfig, storage_options: storage.StorageOptions) -> tuple[bytes, dict]:
+def read_tokenizer(job: JobConfig,
+                   storage_options: storage.StorageOptions) -> tuple[bytes, TokenizerFacts]:
     """The tokenizer file's bytes and its description for the plan and manifest.
 
     A missing file, a folder, or a file tokenizers cannot load is the user's mistake
@@ -98,16 +99,16 @@ def read_tokenizer(job: JobConfig, storage_options: storage.StorageOptions) -> t
     encoder = get_encoder(data, eos=job.tokenizer.eos, bos=job.tokenizer.bos,
                           max_segment_chars=job.tokenizer.max_segment_chars,
                           name=f"tokenizer.path {path}")
-    return data, {
-        "name": posixpath.basename(path.rstrip("/")),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "vocab_size": encoder.vocab_size,
-        "dtype": encoder.dtype.name,
-        "eos": job.tokenizer.eos,
-        "eos_id": encoder.eos_id,
-        "bos": job.tokenizer.bos,
-        "bos_id": encoder.bos_id,
-    }
+    return data, TokenizerFacts(
+        name=posixpath.basename(path.rstrip("/")),
+        sha256=hashlib.sha256(data).hexdigest(),
+        vocab_size=encoder.vocab_size,
+        dtype=encoder.dtype.name,
+        eos=job.tokenizer.eos,
+        eos_id=encoder.eos_id,
+        bos=job.tokenizer.bos,
+        bos_id=encoder.bos_id,
+    )
 
 
 def unit_options(job: JobConfig, plan: Plan, storage_options: storage.StorageOptions,
@@ -118,7 +119,7 @@ def unit_options(job: JobConfig, plan: Plan, storage_options: storage.StorageOpt
         output_format=job.output.format,
         storage_options=storage_options,
         tokenizer_path=job.tokenizer.path,
-        tokenizer_sha256=plan.tokenizer["sha256"],
+        tokenizer_sha256=plan.tokenizer.sha256,
         eos=job.tokenizer.eos,
         bos=job.tokenizer.bos,
         text_field=job.input.text_field,
@@ -162,7 +163,7 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_options: storage.Stor
         tokenizer_bytes = storage.read_bytes(job.tokenizer.path, storage_options)
     options = unit_options(job, plan, storage_options)
     return choose_backend(
-        requested, tokenizer_bytes.decode("utf-8"), plan.tokenizer["sha256"],
+        requested, tokenizer_bytes.decode("utf-8"), plan.tokenizer.sha256,
         name=job.tokenizer.path, split_special_tokens=job.tokenizer.split_special_tokens,
         sample=lambda: sample_texts(plan, options, QUALIFY_SAMPLE_BYTES,
                                     max_units=QUALIFY_SAMPLE_UNITS),
@@ -241,7 +242,7 @@ def _with_saved_unit_size(job: JobConfig, saved: Plan | None) -> JobConfig:
     with, so that a rerun resumes it even after the input grew or the rule changed."""
     if saved is None or job.plan.target_unit_bytes != "auto":
         return job
-    size = saved.options.get("target_unit_bytes")
+    size = saved.options.target_unit_bytes
     return job.with_overrides(**{"plan.target_unit_bytes": size}) if isinstance(size, int) \
         else job
 

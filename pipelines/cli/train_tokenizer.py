@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
     from pipelines.config import load_job
     from pipelines.errors import ConfigError
     from pipelines.plan import make_plan
-    from pipelines.records import UnitOptions
+    from pipelines.records import TokenizerFacts, UnitOptions
     from pipelines.run import storage_of
     from pipelines.sample import sample_texts
     from pipelines.train import train_bpe
@@ -63,10 +63,14 @@ def handle(args: argparse.Namespace) -> int:
             f"--output {args.output} exists already; replacing a tokenizer changes the token "
             "ids of every dataset made with it, so nothing was trained or written.",
             hint="Write to a new path, or pass --overwrite to replace it.")
-    plan = make_plan(job, {"sha256": "-", "name": "-"}, storage_options)
+    # the tokenizer is what this trains: the plan only cuts the inputs for the sample
+    none_yet = TokenizerFacts(name="-", sha256="-", vocab_size=0, dtype="", eos=None,
+                              eos_id=None, bos=None, bos_id=None)
+    plan = make_plan(job, none_yet, storage_options)
     unit_opts = UnitOptions(
         fingerprint=plan.fingerprint, output_uri="", output_format=job.output.format,
-        storage_options=storage_options, tokenizer_path="", tokenizer_sha256="", eos=None, bos=None,
+        storage_options=storage_options, tokenizer_path="", tokenizer_sha256="", eos=None,
+        bos=None,
         text_field=job.input.text_field, id_field=None,
         batch_documents=job.tokenizer.batch_documents,
         max_segment_chars=job.tokenizer.max_segment_chars, on_error="skip")
