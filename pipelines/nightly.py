@@ -6,7 +6,7 @@ The Airflow DAG in ``jobs/airflow/`` is a thin shell over this module; anything 
 A *base job* is an ordinary job file whose ``output.uri`` is the *root* of a nightly
 dataset. Night ``ds`` (the logical date, ``YYYY-MM-DD``) writes the version
 ``<root>/v=<ds>/`` with the core pipeline (``run_job``) and, once its manifest is
-committed, adds it to ``<root>/catalog.json`` (see :mod:`pipelines.catalog`). A night
+committed, adds it to the root's catalog (see :mod:`pipelines.catalog`). A night
 reads only the raw objects that are new, in one of two modes:
 
 ``partition``
@@ -14,7 +14,7 @@ reads only the raw objects that are new, in one of two modes:
     ``{dd}``), e.g. ``s3://raw/books/dt={ds}/*.jsonl``: the night reads its own
     partition. Chosen by ``auto`` when a placeholder is present.
 ``watermark``
-    ``input.uri`` lists a growing prefix. ``<root>/_watermark.json`` records every raw
+    ``input.uri`` lists a growing prefix. The root's watermark records every raw
     object (URI and ETag) that a night took, and for which version; the night's input
     is the listed objects minus those taken by other versions, given to the pipeline
     as an explicit list of URIs. An object rewritten with new content (new ETag) is new
@@ -37,8 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipelines import catalog as catalog_mod
-from pipelines import commit as commit_mod
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.config import JobConfig
 from pipelines.errors import ConfigError
 from pipelines.plan import check_overlap
@@ -49,7 +48,6 @@ log = logging.getLogger(__name__)
 
 AUTO, PARTITION, WATERMARK = "auto", "partition", "watermark"
 MODES = (AUTO, PARTITION, WATERMARK)
-WATERMARK_FILE = "_watermark.json"
 WATERMARK_FORMAT = 1
 #: the version prefix under the root; ``{ds}`` is the logical date
 DEFAULT_VERSION_TEMPLATE = "v={ds}"
@@ -114,7 +112,7 @@ class Night:
 
     @property
     def output_uri(self) -> str:
-        return storage.join(self.root, self.version)
+        return layout.version_uri(self.root, self.version)
 
     @property
     def catalog_uri(self) -> str:
@@ -161,8 +159,8 @@ class NightResult:
 # -- the watermark ----------------------------------------------------------------
 
 
-def watermark_uri(root: str) -> str:
-    return storage.join(root, WATERMARK_FILE)
+#: the watermark's URI under a nightly root
+watermark_uri = layout.watermark_uri
 
 
 def load_watermark(root: str, storage_options: storage.StorageOptions) -> dict:
@@ -226,8 +224,8 @@ def resolve_night(base: JobConfig, ds: str, *, mode: str = AUTO,
                           "digits, '=', '.', '_' and '-', starting with a letter or digit.",
                           hint="Use a template such as v={ds}.")
     storage_options = storage_of(base)
-    output_uri = storage.join(root, version)
-    saved = commit_mod.load_plan(output_uri, storage_options)
+    output_uri = layout.version_uri(root, version)
+    saved = layout.read_plan(output_uri, storage_options)
     resumed = saved is not None
     if mode == PARTITION:
         uris = tuple(fill(u, ds) for u in base.input.uris)
@@ -267,12 +265,12 @@ def tokenize_night(night: Night, *, progress: Progress = NO_PROGRESS,
 
 def publish_night(night: Night) -> tuple[dict, bool]:
     """Add the committed version to the catalog; returns (its entry, catalog written)."""
-    manifest = commit_mod.load_manifest(night.output_uri, night.storage_options)
+    manifest = layout.read_manifest(night.output_uri, night.storage_options)
     if manifest is None:
         raise catalog_mod.CatalogError(
-            f"{night.output_uri} has no manifest.json, so it is not committed and cannot "
+            f"{night.output_uri} has no {layout.MANIFEST}, so it is not committed and cannot "
             "enter the catalog.", hint="Run (or rerun) the night's tokenize step first.")
-    plan = commit_mod.load_plan(night.output_uri, night.storage_options)
+    plan = layout.read_plan(night.output_uri, night.storage_options)
     input_files = len(plan.inputs) if plan is not None else len(night.inputs)
     entry = catalog_mod.entry_of(night.version, night.ds, manifest, input_files)
     _, written = catalog_mod.add_version(night.root, entry, manifest, night.storage_options)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 from fsspec.utils import glob_translate
 
-from pipelines import storage, uris
+from pipelines import layout, storage, uris
 from pipelines.config import JobConfig, auto_unit_bytes
 from pipelines.errors import ConfigError, InputError, StorageNotFoundError
 from pipelines.records import (InputFile, Plan, PlanOptions, Slice, TokenizerFacts, WorkUnit,
@@ -204,11 +204,6 @@ def _listed(job: JobConfig, storage_options: storage.StorageOptions) -> tuple[li
     return sorted(out, key=lambda item: item.key), hidden
 
 
-#: names tokenyard writes under an output prefix that a listing would not skip as hidden
-OUTPUT_SAMPLE_NAMES = ("manifest.json", "shards/000000.bin", "shards/000000.idx",
-                       "shards/000000.parquet", "rejects/000000.jsonl")
-
-
 def _reaches(input_uri: str, output: uris.LocationKey) -> bool:
     """Whether listing ``input_uri`` could return a file tokenyard writes under ``output``."""
     scheme_path = input_uri.split("://", 1)[1] if "://" in input_uri else input_uri
@@ -218,7 +213,7 @@ def _reaches(input_uri: str, output: uris.LocationKey) -> bool:
     base_key = uris.location_key(prefix + base)
     pattern = (re.compile(glob_translate(base_key.path + scheme_path[len(base):]))
                if glob else None)
-    for name in OUTPUT_SAMPLE_NAMES:
+    for name in layout.written_names():
         written = f"{output.path}/{name}"
         if not written.startswith(base_key.path.rstrip("/") + "/"):
             continue

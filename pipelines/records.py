@@ -1,10 +1,11 @@
 """The typed things that flow through the pipeline.
 
-``Plan`` (saved as ``_plan.json``) holds ``WorkUnit``s made of ``Slice``s of input
-files; ``run_unit`` turns one unit into a ``UnitResult`` (saved as its marker); the
-commit step turns all results into the manifest. Everything here is a frozen
-dataclass that round-trips through JSON with sorted keys, so saved files are
-byte-stable.
+``Plan`` (saved as the plan) holds ``WorkUnit``s made of ``Slice``s of input files,
+the ``PlanOptions`` that shape output bytes and the ``TokenizerFacts`` of the tokenizer
+file; ``run_unit`` turns one unit into a ``UnitResult`` (saved as its marker); the
+commit step turns all results into the ``Manifest``. Where each is saved is
+:mod:`pipelines.layout`'s business. Everything here is a frozen dataclass that
+round-trips through JSON with sorted keys, so saved files are byte-stable.
 """
 
 from __future__ import annotations
@@ -273,3 +274,125 @@ class Plan:
             inputs=tuple(InputFile(**f) for f in d["inputs"]),
             units=tuple(WorkUnit.from_dict(u) for u in d["units"]),
         )
+
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ManifestShard:
+    """One unit's shard files, in plan order, with their counts."""
+
+    unit: int
+    documents: int
+    tokens: int
+    files: tuple[ShardFile, ...]
+
+
+@dataclass(frozen=True)
+class ManifestRejects:
+    """One unit's rejects file and how many input records it stands for."""
+
+    unit: int
+    records: int
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Totals:
+    units: int
+    records: int
+    documents: int
+    tokens: int
+    rejected: int
+    input_bytes: int
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Every input record is either tokenized or rejected: records in = documents out +
+    rejected."""
+
+    records_in: int
+    documents_out: int
+    rejected: int
+    balanced: bool
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A committed dataset: what training nodes read (``manifest.json``), and nothing else.
+
+    No timestamps, hosts or engine names, so the same job gives the same bytes
+    everywhere. In its JSON form the tokenizer's ``dtype`` is a top-level key and
+    each rejects entry is flat (its file's path, size and sha256, unit, records).
+    """
+
+    job: str
+    fingerprint: str
+    #: the output format: ``megatron`` or ``parquet``
+    format: str
+    tokenizer: TokenizerFacts
+    max_token_id: int
+    shards: tuple[ManifestShard, ...]
+    rejects: tuple[ManifestRejects, ...]
+    totals: Totals
+    reconciliation: Reconciliation
+    version: int = MANIFEST_VERSION
+
+    @property
+    def dtype(self) -> str:
+        return self.tokenizer.dtype
+
+    def to_dict(self) -> dict:
+        tokenizer = self.tokenizer.to_dict()
+        dtype = tokenizer.pop("dtype")
+        return {
+            "version": self.version,
+            "job": self.job,
+            "fingerprint": self.fingerprint,
+            "format": self.format,
+            "dtype": dtype,
+            "tokenizer": tokenizer,
+            "max_token_id": self.max_token_id,
+            "shards": [asdict(s) for s in self.shards],
+            "rejects": [asdict(r) for r in self.rejects],
+            "totals": asdict(self.totals),
+            "reconciliation": asdict(self.reconciliation),
+        }
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Manifest":
+        """Raises ``KeyError``, ``TypeError`` or ``ValueError`` for anything that is not a
+        manifest of this shape."""
+        return cls(
+            version=int(d["version"]),
+            job=d["job"],
+            fingerprint=d["fingerprint"],
+            format=d["format"],
+            tokenizer=TokenizerFacts.from_dict({**d["tokenizer"], "dtype": d["dtype"]}),
+            max_token_id=int(d["max_token_id"]),
+            shards=tuple(
+                ManifestShard(unit=int(s["unit"]), documents=int(s["documents"]),
+                              tokens=int(s["tokens"]),
+                              files=tuple(ShardFile(f["path"], int(f["size"]), f["sha256"])
+                                          for f in s["files"]))
+                for s in d["shards"]),
+            rejects=tuple(ManifestRejects(**r) for r in d["rejects"]),
+            totals=Totals(**d["totals"]),
+            reconciliation=Reconciliation(**d["reconciliation"]),
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "Manifest":
+        import orjson  # a manifest of many shards parses several times faster
+
+        d = orjson.loads(raw)
+        if not isinstance(d, dict):
+            raise ValueError(f"a JSON {type(d).__name__}, not an object")
+        return cls.from_dict(d)

@@ -9,7 +9,7 @@ while the engine's workers start, and says which and why (progress note, log, ru
 record). The backend is not part of the fingerprint: output bytes are the same
 whichever ran, so a run may resume on the other one. When a unit's identity check
 finds fastokens disagreeing with HF under ``auto``, the run switches to HF: it records
-the switch in ``_backend.json`` (so every later run of this dataset uses HF too),
+the switch under the output prefix (so every later run of this dataset uses HF too),
 drops every unit's marker, since the others were made by the same fastokens, and runs
 them all again with HF.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -29,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from pipelines import commit as commit_mod
-from pipelines import storage, worker_env
+from pipelines import layout, storage, worker_env
 from pipelines.config import JobConfig
 from pipelines.engines import get_engine_class
 from pipelines.errors import (
@@ -46,8 +45,7 @@ from pipelines.errors import (
 from pipelines.identity import BackendChoice, choose_backend
 from pipelines.plan import check_overlap, differences, make_plan
 from pipelines.progress import NO_PROGRESS, Progress
-from pipelines.records import Plan, TokenizerFacts, UnitOptions, dumps
-from pipelines.task import backend_switch_uri
+from pipelines.records import Manifest, Plan, TokenizerFacts, UnitOptions
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +147,8 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_options: storage.Stor
 
     output_uri = job.output.uri.rstrip("/")
     requested = job.tokenizer.backend
-    switched = None if ignore_switch else _backend_switch(output_uri, storage_options)
+    switched = None if ignore_switch else layout.read_backend_switch(output_uri,
+                                                                     storage_options)
     if switched is not None and requested != "hf":
         if requested == "fastokens":
             raise ConfigError(
@@ -170,18 +169,6 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_options: storage.Stor
         **({"runner": runner} if runner is not None else {}))
 
 
-def _backend_switch(output_uri: str, storage_options: storage.StorageOptions) -> str | None:
-    """Why the dataset switched to HF (``_backend.json``), or None."""
-    try:
-        raw = storage.read_bytes(backend_switch_uri(output_uri), storage_options)
-    except StorageNotFoundError:
-        return None
-    try:
-        return str(json.loads(raw).get("reason", "a mismatch"))
-    except ValueError:
-        return "a mismatch"
-
-
 @dataclass(frozen=True)
 class Survey:
     """A job's plan and what its output prefix holds now; made without writing anything."""
@@ -192,7 +179,7 @@ class Survey:
     #: the plan saved under the prefix by an earlier run, if any
     saved: Plan | None
     #: the manifest under the prefix, whichever job committed it
-    manifest: dict | None
+    manifest: Manifest | None
     #: the tokenizer file's bytes
     tokenizer_bytes: bytes = b""
 
@@ -203,8 +190,7 @@ class Survey:
     @property
     def committed(self) -> bool:
         """This very job (same fingerprint) is committed under the prefix."""
-        return self.manifest is not None and \
-            self.manifest.get("fingerprint") == self.plan.fingerprint
+        return self.manifest is not None and self.manifest.fingerprint == self.plan.fingerprint
 
     @property
     def differences(self) -> list[str]:
@@ -214,8 +200,8 @@ class Survey:
         return differences(self.saved, self.plan)
 
     def mismatch(self) -> PlanMismatchError:
-        totals = (self.manifest or {}).get("totals") if self.manifest is not None and \
-            self.manifest.get("fingerprint") == self.saved.fingerprint else None
+        totals = self.manifest.totals if self.manifest is not None and \
+            self.manifest.fingerprint == self.saved.fingerprint else None
         return PlanMismatchError(self.output_uri, self.differences, committed=totals)
 
 
@@ -231,10 +217,10 @@ def survey(job: JobConfig) -> Survey:
     check_overlap(job)
     storage.check_output_folder(output_uri, storage_options, field="output.uri")
     data, tokenizer = read_tokenizer(job, storage_options)
-    saved = commit_mod.load_plan(output_uri, storage_options)
+    saved = layout.read_plan(output_uri, storage_options)
     plan = make_plan(_with_saved_unit_size(job, saved), tokenizer, storage_options)
     return Survey(job, plan, storage_options, saved,
-                  commit_mod.load_manifest(output_uri, storage_options), data)
+                  layout.read_manifest(output_uri, storage_options), data)
 
 
 def _with_saved_unit_size(job: JobConfig, saved: Plan | None) -> JobConfig:
@@ -272,7 +258,7 @@ class RunSummary:
     seconds: float
     retries: int
     already_committed: bool
-    manifest: dict
+    manifest: Manifest
     run_documents: int = 0
     run_tokens: int = 0
     run_input_bytes: int = 0
@@ -295,47 +281,33 @@ class RunSummary:
         return self.run_input_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
 
-#: what a run writes under its prefix, and what ``--restart`` deletes (``_runs/`` stays)
-RESTART_FILES = ("manifest.json", "_plan.json", "_backend.json")
-RESTART_FOLDERS = ("_units", "shards", "rejects")
-
-
 @dataclass(frozen=True)
 class Restart:
     """What ``--restart`` would delete under a prefix, described before it does."""
 
     output_uri: str
     names: tuple[str, ...]
-    manifest: dict | None
+    manifest: Manifest | None
 
     def describe(self) -> str:
-        shards = sum(1 for n in self.names if n.startswith("shards/"))
-        markers = sum(1 for n in self.names if n.startswith("_units/"))
+        shards = sum(1 for n in self.names if n.startswith(layout.SHARDS + "/"))
+        markers = sum(1 for n in self.names if n.startswith(layout.MARKERS + "/"))
         what = f"{len(self.names)} file(s) under {self.output_uri}"
         if self.manifest is not None:
-            totals = self.manifest.get("totals", {})
+            totals = self.manifest.totals
             return (f"--restart: deleting {what}: the committed dataset of job "
-                    f"{self.manifest.get('job')!r} ({len(self.manifest.get('shards', []))} "
-                    f"shards, {totals.get('documents', 0):,} documents, "
-                    f"{totals.get('tokens', 0):,} tokens) with its plan, markers and rejects")
+                    f"{self.manifest.job!r} ({len(self.manifest.shards)} "
+                    f"shards, {totals.documents:,} documents, "
+                    f"{totals.tokens:,} tokens) with its plan, markers and rejects")
         return (f"--restart: deleting {what}: an uncommitted run's plan, {markers} unit "
                 f"marker(s), {shards} shard file(s) and rejects")
 
 
 def restart_targets(output_uri: str, storage_options: storage.StorageOptions,
-                    manifest: dict | None = None) -> Restart | None:
+                    manifest: Manifest | None = None) -> Restart | None:
     """What ``--restart`` would delete under the prefix; None when nothing."""
-    names = tuple(n for n in storage.list_names(output_uri, storage_options)
-                  if n in RESTART_FILES or n.split("/", 1)[0] in RESTART_FOLDERS)
+    names = layout.restart_names(output_uri, storage_options)
     return Restart(output_uri, names, manifest) if names else None
-
-
-def restart_prefix(output_uri: str, storage_options: storage.StorageOptions) -> None:
-    """Delete what a previous job left under the prefix (manifest first)."""
-    for name in RESTART_FILES:
-        storage.remove(storage.join(output_uri, name), storage_options)
-    for sub in RESTART_FOLDERS:
-        storage.remove(storage.join(output_uri, sub), storage_options, recursive=True)
 
 
 def _restart(found: Survey, doomed: Restart, progress: Progress) -> Survey:
@@ -343,29 +315,30 @@ def _restart(found: Survey, doomed: Restart, progress: Progress) -> Survey:
     message = doomed.describe()
     log.warning("%s", message)
     progress.note(message)
-    restart_prefix(found.output_uri, found.storage_options)
+    layout.remove_run_outputs(found.output_uri, found.storage_options)
     return dataclasses.replace(found, saved=None, manifest=None)
 
 
-def prepare(job: JobConfig, *, restart: bool = False) -> tuple[Plan, dict, bool]:
-    """Plan, check against the saved plan, save it; returns (plan, storage, committed)."""
+def prepare(job: JobConfig, *,
+            restart: bool = False) -> tuple[Plan, storage.StorageOptions, bool]:
+    """Plan, check against the saved plan, save it; returns (plan, storage options,
+    committed)."""
     found = survey(job)
-    doomed = restart_targets(found.output_uri, found.storage_options, found.manifest) if restart \
-        else None
+    doomed = restart_targets(found.output_uri, found.storage_options, found.manifest) \
+        if restart else None
     if doomed is not None:
         found = _restart(found, doomed, NO_PROGRESS)
     saved = found.saved
     if saved is not None and saved.fingerprint != found.plan.fingerprint:
         raise found.mismatch()
     if saved is None:
-        storage.write_bytes(commit_mod.plan_uri(found.output_uri), found.plan.to_json(),
-                            found.storage_options)
+        layout.write_plan(found.output_uri, found.plan, found.storage_options)
     return found.plan, found.storage_options, found.committed
 
 
 def new_run_id() -> str:
     """A run's id: its UTC start to the millisecond, then random hex, so that the run
-    records under ``_runs/`` sort in the order the runs started."""
+    records sort in the order the runs started."""
     now = time.time()
     return (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-"
             + uuid.uuid4().hex[:8])
@@ -390,11 +363,11 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
     if found.saved is not None and found.differences and not restart:
         raise found.mismatch()
     if found.committed and not restart:
-        totals = found.manifest["totals"]
+        totals = found.manifest.totals
         progress.note(f"{output_uri} is committed already; nothing to do")
         return RunSummary(output_uri, run_id, job.engine.kind, len(plan.units), 0,
-                          len(plan.units), totals["documents"], totals["tokens"],
-                          totals["rejected"], totals["records"], totals["input_bytes"],
+                          len(plan.units), totals.documents, totals.tokens,
+                          totals.rejected, totals.records, totals.input_bytes,
                           time.monotonic() - started, 0, True, found.manifest)
     engine_cls = get_engine_class(job.engine.kind)
     kwargs = {"job_name": job.name, **(engine_kwargs or {})}
@@ -421,7 +394,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
         if doomed is not None:
             found = _restart(found, doomed, progress)
         if found.saved is None:
-            storage.write_bytes(commit_mod.plan_uri(output_uri), plan.to_json(), storage_options)
+            layout.write_plan(output_uri, plan, storage_options)
         progress.start(plan, len(pending), list(done.values()))
         try:
             if pending:
@@ -441,12 +414,12 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
             manifest = commit_mod.commit(plan, output_uri, storage_options, done)
         finally:
             progress.close()
-    totals = manifest["totals"]
+    totals = manifest.totals
     summary = RunSummary(
         output_uri=output_uri, run_id=run_id, engine=job.engine.kind, units=len(plan.units),
         units_run=len(pending), units_skipped=len(plan.units) - len(pending),
-        documents=totals["documents"], tokens=totals["tokens"], rejected=totals["rejected"],
-        records=totals["records"], input_bytes=totals["input_bytes"],
+        documents=totals.documents, tokens=totals.tokens, rejected=totals.rejected,
+        records=totals.records, input_bytes=totals.input_bytes,
         seconds=time.monotonic() - started, retries=stats.retries, already_committed=False,
         manifest=manifest, run_documents=stats.documents, run_tokens=stats.tokens,
         run_input_bytes=stats.input_bytes, backend=choice.backend if choice else None,
@@ -502,16 +475,16 @@ def _switch_to_hf(choice: BackendChoice, mismatch: BackendMismatchError, output_
     reason = mismatch.message.split("; nothing of that unit")[0]
     progress.note(f"switching to the hf backend: {reason}; redoing every unit with hf")
     log.warning("switching %s to the hf backend: %s", output_uri, reason)
-    storage.write_bytes(backend_switch_uri(output_uri),
-                        dumps({"backend": "hf", "reason": reason}), storage_options)
-    storage.remove(storage.join(output_uri, "_units"), storage_options, recursive=True)
+    layout.write_backend_switch(output_uri, reason, storage_options)
+    layout.remove_markers(output_uri, storage_options)
     return BackendChoice(choice.requested, "hf", f"switched from fastokens: {reason}",
                          choice.qualification_seconds)
 
 
 def write_run_record(summary: RunSummary, job: JobConfig,
                      storage_options: storage.StorageOptions) -> None:
-    """``_runs/<run-id>.json``: when, where, how long; never credentials."""
+    """The run's record under its output prefix: when, where, how long; never
+    credentials."""
     record = {
         "run_id": summary.run_id,
         "job": job.name,
@@ -531,7 +504,7 @@ def write_run_record(summary: RunSummary, job: JobConfig,
         "input_mb_per_s": round(summary.input_mb_per_s, 3),
         "dataset_documents": summary.documents,
         "dataset_tokens": summary.tokens,
-        "tokenizer_sha256": summary.manifest.get("tokenizer", {}).get("sha256"),
+        "tokenizer_sha256": summary.manifest.tokenizer.sha256,
         "backend": summary.backend,
         "backend_reason": summary.backend_reason,
         "unit_seconds": round(summary.unit_seconds, 3),
@@ -539,8 +512,8 @@ def write_run_record(summary: RunSummary, job: JobConfig,
         "identity_check_seconds": round(summary.check_seconds, 3),
         "checked_documents": summary.checked_documents,
     }
-    uri = storage.join(summary.output_uri, "_runs", f"{summary.run_id}.json")
     try:
-        storage.write_bytes(uri, dumps(record), storage_options)
+        layout.write_run_record(summary.output_uri, summary.run_id, record, storage_options)
     except Exception:  # a run record is informative; the dataset is committed already
-        log.warning("could not write the run record %s", uri, exc_info=True)
+        log.warning("could not write the run record %s",
+                    layout.run_record_uri(summary.output_uri, summary.run_id), exc_info=True)

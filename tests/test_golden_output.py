@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import parse_job
-from pipelines.records import Plan
+from pipelines.records import Manifest, Plan
 from pipelines.run import run_job
 from tests.conftest import local_tree, make_job
 
@@ -130,3 +130,12 @@ def test_saved_plans_load_and_save_to_the_same_bytes(case):
     """A plan saved by this or an earlier version loads, and saves back byte for byte."""
     raw = (GOLDEN / case / "_plan.json").read_bytes()
     assert Plan.from_json(raw).to_json() == raw
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_manifests_parse_and_write_back_to_the_same_bytes(case):
+    raw = (GOLDEN / case / "manifest.json").read_bytes()
+    manifest = Manifest.from_json(raw)
+    assert manifest.to_json() == raw
+    assert manifest.dtype == "uint16" and manifest.totals.units == len(manifest.shards)
+    assert manifest.reconciliation.balanced

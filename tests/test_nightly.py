@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
 from pipelines import catalog, nightly, storage
 from pipelines.config import parse_job
 from pipelines.errors import ConfigError
+from pipelines.records import Manifest, Reconciliation, TokenizerFacts, Totals
 
 DAY1, DAY2, DAY3 = "2026-11-20", "2026-11-21", "2026-11-22"
 
@@ -74,7 +76,7 @@ def test_partition_mode_on_s3_versions_catalog_rerun_and_skip(s3, tokenizer_file
     assert cat["latest"] == f"v={DAY2}"
     assert cat["tokenizer"]["sha256"] == first_manifest_sha(s3, DAY1)
     entry, manifest = catalog.latest("s3://tok/books", storage.StorageOptions())
-    assert entry["manifest"] == f"v={DAY2}/manifest.json" and manifest["totals"]["documents"] == 2
+    assert entry["manifest"] == f"v={DAY2}/manifest.json" and manifest.totals.documents == 2
 
     before = s3.listing("s3://tok/books")
     again = nightly.run_night(base, DAY1)
@@ -152,8 +154,8 @@ def test_another_tokenizer_is_refused_by_the_catalog(tmp_path, tokenizer_file, t
     assert not (tmp_path / "tok" / f"v={DAY2}").exists()  # refused before any work
 
     # the catalog itself refuses too, whoever calls it
-    manifest = json.loads((tmp_path / "tok" / f"v={DAY1}" / "manifest.json").read_bytes())
-    manifest["tokenizer"]["sha256"] = "0" * 64
+    manifest = Manifest.from_json((tmp_path / "tok" / f"v={DAY1}" / "manifest.json").read_bytes())
+    manifest = replace(manifest, tokenizer=replace(manifest.tokenizer, sha256="0" * 64))
     with pytest.raises(catalog.CatalogTokenizerMismatchError):
         catalog.add_version(root, catalog.entry_of("v=x", DAY2, manifest, 1), manifest,
                             storage.StorageOptions())
@@ -179,10 +181,12 @@ def test_conditional_writes(where, request, tmp_path):
 
 def test_concurrent_catalog_updates_lose_nothing(s3, tokenizer_file):
     s3.bucket("tok")
-    manifest = {"fingerprint": "f" * 64, "format": "megatron", "dtype": "uint16",
-                "tokenizer": {"name": "t.json", "sha256": "a" * 64, "vocab_size": 512},
-                "shards": [], "totals": {"documents": 1, "tokens": 2, "records": 1,
-                                         "rejected": 0, "input_bytes": 3}}
+    manifest = Manifest(
+        job="j", fingerprint="f" * 64, format="megatron",
+        tokenizer=TokenizerFacts("t.json", "a" * 64, 512, "uint16", None, None, None, None),
+        max_token_id=9, shards=(), rejects=(),
+        totals=Totals(units=0, documents=1, tokens=2, records=1, rejected=0, input_bytes=3),
+        reconciliation=Reconciliation(1, 1, 0, True))
     days = [f"2026-11-{d:02d}" for d in range(1, 9)]
     errors = []
 

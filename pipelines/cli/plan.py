@@ -31,8 +31,8 @@ def _output_state(found) -> str:
     from pipelines import commit
 
     if found.committed:
-        totals = found.manifest["totals"]
-        return (f"committed already ({totals['documents']:,} documents, {totals['tokens']:,} "
+        totals = found.manifest.totals
+        return (f"committed already ({totals.documents:,} documents, {totals.tokens:,} "
                 "tokens): a run does nothing")
     if found.differences:
         return ("holds another job's plan (" + "; ".join(found.differences) + "): a run "

@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 def output_location(args: argparse.Namespace) -> "StorageOptions":
     """Check the OUTPUT argument and --endpoint-url; the storage options they give."""
-    from pipelines import storage, uris
+    from pipelines import layout, storage, uris
     from pipelines.errors import ConfigError
 
     uris.check_location(args.output, "OUTPUT")
@@ -37,7 +37,8 @@ def output_location(args: argparse.Namespace) -> "StorageOptions":
         path = args.output.removeprefix("file://")
         if os.path.exists(path) and not os.path.isdir(path):
             raise ConfigError(f"OUTPUT {args.output} is a file; give the output folder of a "
-                              "job (its output.uri), where manifest.json and _plan.json are.")
+                              f"job (its output.uri), where {layout.MANIFEST} and "
+                              f"{layout.PLAN} are.")
     return storage.StorageOptions(endpoint_url=args.endpoint_url)
 
 

@@ -25,8 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.records import ShardFile
+
+#: the token stream and the index of a shard, after its base name
+BIN, IDX = layout.SHARD_SUFFIXES["megatron"]
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -47,9 +50,10 @@ def index_header(dtype: np.dtype, sequences: int) -> bytes:
 
 
 class MegatronWriter:
-    """Writes one unit's ``shards/NNNNNN.bin`` and ``.idx``; use as a context manager."""
+    """Writes one unit's ``.bin`` and ``.idx`` (at the base the caller gives: the unit's
+    shard base in :mod:`pipelines.layout`); use as a context manager."""
 
-    suffixes = (".bin", ".idx")
+    suffixes = (BIN, IDX)
     #: Megatron shards keep no document ids: the reader need not make them
     needs_doc_ids = False
 
@@ -66,7 +70,7 @@ class MegatronWriter:
 
     def __enter__(self) -> "MegatronWriter":
         self._bin = self._stack.enter_context(
-            storage.atomic_writer(self.base_uri + ".bin", self.storage_options))
+            storage.atomic_writer(self.base_uri + BIN, self.storage_options))
         return self
 
     def write(self, tokens: np.ndarray, lengths: np.ndarray, ids: list[str]) -> None:
@@ -92,11 +96,11 @@ class MegatronWriter:
             return False
         bin_writer = self._bin
         self._stack.close()  # commits .bin
-        with storage.atomic_writer(self.base_uri + ".idx", self.storage_options) as idx:
+        with storage.atomic_writer(self.base_uri + IDX, self.storage_options) as idx:
             write_index(idx, self._lengths, self.dtype)
         self.files = (
-            ShardFile(self.rel_base + ".bin", bin_writer.size, bin_writer.sha256),
-            ShardFile(self.rel_base + ".idx", idx.size, idx.sha256),
+            ShardFile(self.rel_base + BIN, bin_writer.size, bin_writer.sha256),
+            ShardFile(self.rel_base + IDX, idx.size, idx.sha256),
         )
         return False
 
@@ -158,14 +162,14 @@ class MegatronReader:
 
     def __init__(self, base_uri: str,
                  storage_options: storage.StorageOptions | None = None) -> None:
-        self.index = parse_index(storage.read_bytes(base_uri + ".idx", storage_options))
+        self.index = parse_index(storage.read_bytes(base_uri + IDX, storage_options))
         if storage.is_local(base_uri):
             path = base_uri[len("file://"):] if base_uri.startswith("file://") else base_uri
-            size = storage.size_of(base_uri + ".bin", storage_options) or 0
-            self.tokens = (np.memmap(path + ".bin", dtype=self.index.dtype, mode="r")
+            size = storage.size_of(base_uri + BIN, storage_options) or 0
+            self.tokens = (np.memmap(path + BIN, dtype=self.index.dtype, mode="r")
                            if size else np.zeros(0, self.index.dtype))
         else:
-            raw = storage.read_bytes(base_uri + ".bin", storage_options)
+            raw = storage.read_bytes(base_uri + BIN, storage_options)
             self.tokens = np.frombuffer(raw, dtype=self.index.dtype)
 
     def __len__(self) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.records import ShardFile
 
 COMPRESSION = "zstd"
@@ -36,16 +36,17 @@ ROW_GROUP_MAX_TOKENS = 16 * 2**20
 
 
 class ParquetShardWriter:
-    """Writes one unit's ``shards/NNNNNN.parquet``; use as a context manager."""
+    """Writes one unit's ``.parquet`` (at the base the caller gives: the unit's shard base
+    in :mod:`pipelines.layout`); use as a context manager."""
 
-    suffixes = (".parquet",)
+    suffixes = layout.SHARD_SUFFIXES["parquet"]
     #: rows carry each document's source id
     needs_doc_ids = True
 
     def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype,
                  storage_options: storage.StorageOptions):
-        self.uri = base_uri + ".parquet"
-        self.rel = rel_base + ".parquet"
+        self.uri = base_uri + self.suffixes[0]
+        self.rel = rel_base + self.suffixes[0]
         self.schema = schema_for(dtype)
         self.storage_options = storage_options
         self._ctx = None

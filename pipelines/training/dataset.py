@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.errors import ConfigError
+from pipelines.records import TokenizerFacts
 from pipelines.storage import StorageOptions
 from pipelines.training.boundaries import cu_seqlens, position_ids
 from pipelines.training.cache import CacheSettings, ShardCache
@@ -58,7 +59,7 @@ from pipelines.training.shards import ShardStore, SourceReader
 from pipelines.training.sources import Source, combined_fingerprint, open_sources, \
     verify_sources
 from pipelines.training.state import ReaderState, order_key
-from pipelines.training.tokenizer import TokenizerInfo, TokenizerSpec, check_tokenizer
+from pipelines.training.tokenizer import TokenizerSpec, check_tokenizer
 from pipelines.training.windows import WindowGrid
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class SequenceDataset:
     # -- description ------------------------------------------------------------------
 
     @property
-    def tokenizer(self) -> TokenizerInfo:
+    def tokenizer(self) -> TokenizerFacts:
         return self.sources[0].tokenizer
 
     @property

@@ -1,10 +1,10 @@
 """What a training reader reads: committed datasets and nightly catalogs, as sources.
 
-The reader reads ``manifest.json`` and nothing else of a dataset (the shards it lists,
+The reader reads a dataset's manifest and nothing else of it (the shards it lists,
 with their token counts, sizes and sha256). What it is given may be:
 
-* a dataset: its output prefix, or the URI of its ``manifest.json``;
-* a catalog: the root of a nightly dataset, or its ``catalog.json``
+* a dataset: its output prefix, or the URI of its manifest (``manifest.json``);
+* a catalog: the root of a nightly dataset, or its catalog (``catalog.json``)
   (:mod:`pipelines.catalog`). ``versions=None`` reads every version, in catalog
   order, as one stream; a list reads those versions as one stream, in the list's
   order; a mapping ``{version: weight}`` mixes them;
@@ -25,17 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
-import orjson
-
 from pipelines import catalog as catalog_mod
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.errors import ConfigError, DatasetError, StorageNotFoundError
-from pipelines.records import ShardFile
-from pipelines.training.tokenizer import TokenizerInfo
+from pipelines.records import Manifest, ShardFile, TokenizerFacts
 
-MANIFEST = "manifest.json"
-CATALOG = catalog_mod.CATALOG
-FORMATS = ("megatron", "parquet")
+FORMATS = tuple(layout.SHARD_SUFFIXES)
 #: how much of the data ``verify`` checks at open
 VERIFY_LEVELS = ("none", "sizes", "full")
 _IO_THREADS = 16
@@ -59,7 +54,7 @@ class Shard:
     @property
     def data_file(self) -> ShardFile:
         """The file holding the tokens: ``.bin`` (Megatron) or ``.parquet``."""
-        suffix = ".bin" if self.format == "megatron" else ".parquet"
+        suffix = layout.data_suffix(self.format)
         found = self._file(suffix)
         if found is None:
             raise DatasetError(self.root, [f"unit {self.unit:06d}: the manifest lists no "
@@ -69,21 +64,22 @@ class Shard:
     @property
     def index_file(self) -> ShardFile | None:
         """The Megatron ``.idx`` (document lengths); None for Parquet."""
-        return self._file(".idx") if self.format == "megatron" else None
+        suffixes = layout.SHARD_SUFFIXES[self.format]
+        return self._file(suffixes[1]) if len(suffixes) > 1 else None
 
     def uri(self, file: ShardFile) -> str:
-        return storage.join(self.root, file.path)
+        return layout.file_uri(self.root, file.path)
 
 
 @dataclass(frozen=True)
 class Version:
-    """One committed dataset (one ``manifest.json``)."""
+    """One committed dataset (one manifest)."""
 
     uri: str
     fingerprint: str
     format: str
     dtype: str
-    tokenizer: TokenizerInfo
+    tokenizer: TokenizerFacts
     shards: tuple[Shard, ...]
 
     @property
@@ -110,7 +106,7 @@ class Source:
         return hashlib.sha256(joined.encode()).hexdigest()
 
     @property
-    def tokenizer(self) -> TokenizerInfo:
+    def tokenizer(self) -> TokenizerFacts:
         return self.versions[0].tokenizer
 
     @property
@@ -126,55 +122,47 @@ def combined_fingerprint(sources: Sequence[Source]) -> str:
     return hashlib.sha256("\n".join(s.fingerprint for s in sources).encode()).hexdigest()
 
 
-def parse_manifest(uri: str, raw: bytes) -> Version:
-    """A :class:`Version` from the bytes of a dataset's ``manifest.json``."""
-    try:
-        manifest = orjson.loads(raw)
-        fmt = manifest["format"]
-        dtype = manifest["dtype"]
-        shards = tuple(
-            Shard(root=uri, unit=int(s["unit"]), format=fmt, dtype=dtype,
-                  tokens=int(s["tokens"]), documents=int(s["documents"]),
-                  files=tuple(ShardFile(f["path"], int(f["size"]), f["sha256"])
-                              for f in s["files"]))
-            for s in manifest["shards"])
-        fingerprint = manifest["fingerprint"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise DatasetError(uri, [f"manifest.json is not a tokenyard manifest ({err})"]) from None
-    if fmt not in FORMATS:
-        raise DatasetError(uri, [f"manifest.json: unknown format {fmt!r} (known: "
-                                 f"{', '.join(FORMATS)})"])
-    return Version(uri=uri, fingerprint=fingerprint, format=fmt, dtype=dtype,
-                   tokenizer=TokenizerInfo.from_manifest(manifest), shards=shards)
+def version_of(uri: str, manifest: Manifest) -> Version:
+    """A :class:`Version` of the dataset at ``uri`` from its manifest."""
+    if manifest.format not in FORMATS:
+        raise DatasetError(uri, [f"{layout.MANIFEST}: unknown format {manifest.format!r} "
+                                 f"(known: {', '.join(FORMATS)})"])
+    shards = tuple(
+        Shard(root=uri, unit=s.unit, format=manifest.format, dtype=manifest.dtype,
+              tokens=s.tokens, documents=s.documents, files=s.files)
+        for s in manifest.shards)
+    return Version(uri=uri, fingerprint=manifest.fingerprint, format=manifest.format,
+                   dtype=manifest.dtype, tokenizer=manifest.tokenizer, shards=shards)
 
 
 def read_version(prefix: str, storage_options: storage.StorageOptions | None) -> Version:
-    raw = storage.read_bytes(storage.join(prefix, MANIFEST), storage_options)
-    return parse_manifest(prefix, raw)
+    """The committed dataset at ``prefix``; StorageNotFoundError when it has no manifest."""
+    raw = storage.read_bytes(layout.manifest_uri(prefix), storage_options)
+    return version_of(prefix, layout.parse_manifest(prefix, raw))
 
 
 def _strip(uri: str) -> str:
     return uri.rstrip("/") if len(uri) > 1 else uri
 
 
-def _kind(uri: str, storage_options: storage.StorageOptions | None) -> tuple[str, str,
-                                                                             Version | None]:
+def _kind(uri: str,
+          storage_options: storage.StorageOptions | None) -> tuple[str, str, Version | None]:
     """("dataset"|"catalog", prefix, the manifest when it is a dataset)."""
     uri = _strip(uri)
-    if uri.endswith("/" + MANIFEST) or uri == MANIFEST:
-        prefix = uri[:-len(MANIFEST)].rstrip("/") or "."
+    prefix = layout.split_manifest_uri(uri)
+    if prefix is not None:
         return "dataset", prefix, _read_or_explain(prefix, storage_options)
-    if uri.endswith("/" + CATALOG) or uri == CATALOG:
-        return "catalog", uri[:-len(CATALOG)].rstrip("/") or ".", None
+    if uri.endswith("/" + layout.CATALOG) or uri == layout.CATALOG:
+        return "catalog", uri[:-len(layout.CATALOG)].rstrip("/") or ".", None
     try:
         return "dataset", uri, read_version(uri, storage_options)
     except StorageNotFoundError:
         pass
-    if storage.exists(storage.join(uri, CATALOG), storage_options):
+    if storage.exists(layout.catalog_uri(uri), storage_options):
         return "catalog", uri, None
     raise ConfigError(
-        f"{uri} holds neither a manifest.json (a committed dataset) nor a catalog.json "
-        "(the versions of a nightly dataset).",
+        f"{uri} holds neither a {layout.MANIFEST} (a committed dataset) nor a "
+        f"{layout.CATALOG} (the versions of a nightly dataset).",
         hint=f"Check the URI; 'tokenyard status {uri}' tells whether a run there has "
              "committed (the manifest is written last).")
 
@@ -184,7 +172,7 @@ def _read_or_explain(prefix: str, storage_options: storage.StorageOptions | None
         return read_version(prefix, storage_options)
     except StorageNotFoundError:
         raise ConfigError(
-            f"{storage.join(prefix, MANIFEST)} does not exist: the dataset was never committed.",
+            f"{layout.manifest_uri(prefix)} does not exist: the dataset was never committed.",
             hint=f"'tokenyard status {prefix}' tells how far its run got.") from None
 
 
@@ -210,7 +198,7 @@ def _catalog_versions(root: str, wanted: Sequence[str] | None,
         if entry["fingerprint"] != version.fingerprint:
             raise DatasetError(version.uri, [
                 f"the catalog lists version {entry['version']} with fingerprint "
-                f"{entry['fingerprint'][:12]}…, but its manifest.json has "
+                f"{entry['fingerprint'][:12]}…, but its {layout.MANIFEST} has "
                 f"{version.fingerprint[:12]}…: the data changed after it was published"])
     return found
 
@@ -309,8 +297,8 @@ def verify_sources(sources: list[Source], level: str,
 
 
 def _size_problems(version: Version, storage_options: storage.StorageOptions | None) -> list[str]:
-    listed = {f.key: f.size for f in storage.list_files(storage.join(version.uri, "shards"),
-                                                        storage_options)}
+    shards = storage.join(version.uri, layout.SHARDS)
+    listed = {f.key: f.size for f in storage.list_files(shards, storage_options)}
     problems = []
     for shard in version.shards:
         for file in shard.files:
