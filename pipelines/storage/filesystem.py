@@ -19,9 +19,10 @@ from pipelines.errors import StorageError
 from pipelines.storage.options import DEFAULT_STORAGE_OPTIONS, StorageOptions
 
 #: botocore settings for every S3 request: a few quick retries with backoff (standard
-#: mode: at most ~7 s of sleeps), and timeouts that turn a stalled connection into a
-#: retry instead of a hang. Adaptive mode's client-side rate limiter was left out: under
-#: a sustained run of 503s it held requests for minutes.
+#: mode: ``max_attempts`` counts retries, so 5 tries with sleeps of at most 1 + 2 + 4 + 8
+#: s), and timeouts that turn a stalled connection into a retry instead of a hang.
+#: Adaptive mode's client-side rate limiter was left out: under a sustained run of 503s
+#: it held requests for minutes.
 S3_CONFIG = {
     "retries": {"max_attempts": 4, "mode": "standard"},
     "connect_timeout": 5,

@@ -43,6 +43,12 @@ class RetryPolicy:
         """The longest sleep after failed attempt ``attempt`` (1-based), before jitter."""
         return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
 
+    def worst_case_s(self, attempt_s: float) -> float:
+        """The longest an operation can take when every attempt fails after ``attempt_s``:
+        all attempts and the longest sleeps, but no attempt starts after ``deadline_s``."""
+        sleeps = sum(self.delay_s(n) for n in range(1, self.attempts))
+        return min(self.attempts * attempt_s + sleeps, self.deadline_s + attempt_s)
+
     def call(self, fn: Callable[[], T], *, uri: str, operation: str,
              storage_options: StorageOptions | None = None) -> T:
         started = time.monotonic()
