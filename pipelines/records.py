@@ -371,18 +371,16 @@ class Manifest:
         """Raises ``KeyError``, ``TypeError`` or ``ValueError`` for anything that is not a
         manifest of this shape."""
         return cls(
-            version=int(d["version"]),
+            version=d["version"],
             job=d["job"],
             fingerprint=d["fingerprint"],
             format=d["format"],
             tokenizer=TokenizerFacts.from_dict({**d["tokenizer"], "dtype": d["dtype"]}),
-            max_token_id=int(d["max_token_id"]),
-            shards=tuple(
-                ManifestShard(unit=int(s["unit"]), documents=int(s["documents"]),
-                              tokens=int(s["tokens"]),
-                              files=tuple(ShardFile(f["path"], int(f["size"]), f["sha256"])
-                                          for f in s["files"]))
-                for s in d["shards"]),
+            max_token_id=d["max_token_id"],
+            # one pass, no per-field conversion: a manifest may list many thousand shards
+            shards=tuple([ManifestShard(s["unit"], s["documents"], s["tokens"],
+                                        tuple([ShardFile(**f) for f in s["files"]]))
+                          for s in d["shards"]]),
             rejects=tuple(ManifestRejects(**r) for r in d["rejects"]),
             totals=Totals(**d["totals"]),
             reconciliation=Reconciliation(**d["reconciliation"]),

@@ -127,10 +127,9 @@ def version_of(uri: str, manifest: Manifest) -> Version:
     if manifest.format not in FORMATS:
         raise DatasetError(uri, [f"{layout.MANIFEST}: unknown format {manifest.format!r} "
                                  f"(known: {', '.join(FORMATS)})"])
-    shards = tuple(
-        Shard(root=uri, unit=s.unit, format=manifest.format, dtype=manifest.dtype,
-              tokens=s.tokens, documents=s.documents, files=s.files)
-        for s in manifest.shards)
+    fmt, dtype = manifest.format, manifest.dtype
+    shards = tuple([Shard(uri, s.unit, fmt, dtype, s.tokens, s.documents, s.files)
+                    for s in manifest.shards])
     return Version(uri=uri, fingerprint=manifest.fingerprint, format=manifest.format,
                    dtype=manifest.dtype, tokenizer=manifest.tokenizer, shards=shards)
 
