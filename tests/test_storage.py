@@ -83,3 +83,16 @@ def test_storage_options_are_one_frozen_picklable_hashable_value():
         storage.StorageOptions.of({"aws_secret_access_key": "x"})
     with pytest.raises(AttributeError):
         opts.anon = True  # type: ignore[misc]
+
+
+def test_the_request_settings_stay_as_written_after_clients_use_them(s3):
+    """botocore rewrites the retries dict it is given (max_attempts into
+    total_max_attempts); each filesystem gets its own copy, so S3_CONFIG keeps saying
+    what the retry-stack table was computed from."""
+    import copy
+
+    before = copy.deepcopy(storage.S3_CONFIG)
+    s3.bucket("cfg")
+    storage.write_bytes("s3://cfg/x", b"x")
+    assert storage.read_bytes("s3://cfg/x") == b"x"
+    assert storage.S3_CONFIG == before

@@ -9,6 +9,7 @@ are plain string functions that touch nothing.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import fsspec
@@ -61,7 +62,8 @@ def _fs_kwargs(uri: str, storage_options: StorageOptions | None) -> dict:
             client_kwargs["region_name"] = options.region
         kwargs = {
             "client_kwargs": client_kwargs,
-            "config_kwargs": dict(S3_CONFIG),
+            # a copy all the way down: botocore rewrites the retries dict it is given
+            "config_kwargs": copy.deepcopy(S3_CONFIG),
             "use_listings_cache": False,
         }
         if options.anon:
