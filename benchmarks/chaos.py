@@ -21,11 +21,11 @@ from collections import Counter
 from pathlib import Path
 
 
-def census(output_uri: str, storage_opts: dict) -> Counter:
+def census(output_uri: str, storage_options) -> Counter:
     from pipelines.formats import iter_documents
 
     return Counter(hashlib.sha256(d.tobytes()).hexdigest()
-                   for d in iter_documents(output_uri, storage_opts))
+                   for d in iter_documents(output_uri, storage_options))
 
 
 def main() -> int:
@@ -46,6 +46,7 @@ def main() -> int:
 
     from pipelines.config import parse_job
     from pipelines.run import run_job
+    from pipelines.storage import StorageOptions
     from pipelines.testing.corpus import tiny_tokenizer_json, write_jsonl
     from pipelines.testing.faults import ExecutionLog, FaultProxy, WorkerKiller, read_execution_log
     from pipelines.testing.s3 import s3_server
@@ -73,7 +74,7 @@ def main() -> int:
         with s3_server() as server:
             fs = server.filesystem()
             fs.mkdir("out")
-            direct = {"endpoint_url": server.endpoint}
+            direct = StorageOptions(endpoint_url=server.endpoint)
             t0 = time.monotonic()
             run_job(job("s3://out/reference", server.endpoint, "local"))
             t_ref = time.monotonic() - t0

@@ -117,36 +117,40 @@ def make_many_shards(root: Path, shards: int, tokens_per_shard: int) -> Path:
     """A committed-looking dataset of many small Megatron shards (synthetic tokens)."""
     from array import array
 
+    from pipelines import layout
     from pipelines.formats.megatron import write_index
+    from pipelines.records import (Manifest, ManifestShard, Reconciliation, ShardFile,
+                                   TokenizerFacts, Totals)
 
     rng = np.random.default_rng(0)
-    (root / "shards").mkdir(parents=True)
     entries = []
     for unit in range(shards):
         lengths = array("i", [tokens_per_shard // 4] * 4)
         tokens = rng.integers(1, 8000, tokens_per_shard, dtype=np.uint16)
         tokens[np.cumsum(lengths) - 1] = 0   # eos at each document's end
         files = []
-        for suffix in (".bin", ".idx"):
-            path = root / "shards" / f"{unit:06d}{suffix}"
+        for rel in layout.shard_paths(unit, "megatron"):
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as f:
-                if suffix == ".bin":
+                if rel.endswith(".bin"):
                     f.write(tokens.tobytes())
                 else:
                     write_index(f, lengths, np.dtype(np.uint16))
             data = path.read_bytes()
-            files.append({"path": f"shards/{unit:06d}{suffix}", "size": len(data),
-                          "sha256": hashlib.sha256(data).hexdigest()})
-        entries.append({"unit": unit, "documents": 4, "tokens": tokens_per_shard,
-                        "files": files})
-    manifest = {"version": 1, "job": "many", "fingerprint": f"synthetic-{shards}",
-                "format": "megatron", "dtype": "uint16",
-                "tokenizer": {"name": "tokenizer.json", "sha256": "0" * 64,
-                              "vocab_size": 8192, "eos": "<|endoftext|>", "eos_id": 0,
-                              "bos": None, "bos_id": None},
-                "shards": entries, "totals": {"documents": 4 * shards,
-                                              "tokens": tokens_per_shard * shards}}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+            files.append(ShardFile(rel, len(data), hashlib.sha256(data).hexdigest()))
+        entries.append(ManifestShard(unit=unit, documents=4, tokens=tokens_per_shard,
+                                     files=tuple(files)))
+    documents = 4 * shards
+    manifest = Manifest(
+        job="many", fingerprint=f"synthetic-{shards}", format="megatron",
+        tokenizer=TokenizerFacts("tokenizer.json", "0" * 64, 8192, "uint16", "<|endoftext|>",
+                                 0, None, None),
+        max_token_id=7999, shards=tuple(entries), rejects=(),
+        totals=Totals(units=shards, records=documents, documents=documents,
+                      tokens=tokens_per_shard * shards, rejected=0, input_bytes=0),
+        reconciliation=Reconciliation(documents, documents, 0, True))
+    (root / layout.MANIFEST).write_bytes(manifest.to_json())
     return root
 
 
@@ -220,9 +224,9 @@ def main() -> None:
                 rows["local"].append(read_epochs(SequenceDataset(local, args.seq_len, seed=1), e))
                 cache = CacheSettings(directory=str(root / f"cache-{run}"), max_bytes=2**34)
                 rows["s3 cold"].append(read_epochs(SequenceDataset(
-                    remote, args.seq_len, seed=1, storage=opts, cache=cache), 1))
+                    remote, args.seq_len, seed=1, storage_options=opts, cache=cache), 1))
                 rows["s3 warm"].append(read_epochs(SequenceDataset(
-                    remote, args.seq_len, seed=1, storage=opts, cache=cache), e))
+                    remote, args.seq_len, seed=1, storage_options=opts, cache=cache), e))
                 rows["s3 GET only"].append(get_only(probe, server.filesystem(), n))
         # the same windows: the first token of every sample adds up alike in every epoch
         per_epoch = {name: {r["checksum"] * n // r["samples"] for r in runs}

@@ -74,8 +74,8 @@ def main() -> None:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
             for mode in ("per-unit", "one-job"):
                 out = str(root / f"out-{mode}-{time.time_ns()}")
-                plan, storage_opts, _ = prepare(job(out))
-                options = unit_options(job(out), plan, storage_opts)
+                plan, storage_options, _ = prepare(job(out))
+                options = unit_options(job(out), plan, storage_options)
                 started = time.perf_counter()
                 if mode == "per-unit":
                     outcome = engine.run(options, list(plan.units))

@@ -38,6 +38,11 @@ under ``--debug``, and never disguised as a storage or input error.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.records import Totals
+
 
 class TokenyardError(Exception):
     """Base of every error tokenyard raises on purpose."""
@@ -85,7 +90,7 @@ class PlanMismatchError(ConfigError):
     """The output prefix holds the plan of a job with a different fingerprint."""
 
     def __init__(self, output_uri: str, differences: list[str],
-                 committed: dict | None = None):
+                 committed: Totals | None = None):
         self.output_uri = output_uri
         self.differences = differences
         #: the totals of the dataset committed there, when there is one
@@ -93,8 +98,7 @@ class PlanMismatchError(ConfigError):
         listed = "; ".join(differences)
         if committed is not None:
             held = (f"a different job's plan and its committed dataset "
-                    f"({committed.get('documents', 0):,} documents, "
-                    f"{committed.get('tokens', 0):,} tokens)")
+                    f"({committed.documents:,} documents, {committed.tokens:,} tokens)")
             lose = ("--restart would delete that committed dataset and start over here; "
                     "point output.uri (or --output) at a new prefix to keep it.")
         else:

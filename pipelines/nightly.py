@@ -6,7 +6,7 @@ The Airflow DAG in ``jobs/airflow/`` is a thin shell over this module; anything 
 A *base job* is an ordinary job file whose ``output.uri`` is the *root* of a nightly
 dataset. Night ``ds`` (the logical date, ``YYYY-MM-DD``) writes the version
 ``<root>/v=<ds>/`` with the core pipeline (``run_job``) and, once its manifest is
-committed, adds it to ``<root>/catalog.json`` (see :mod:`pipelines.catalog`). A night
+committed, adds it to the root's catalog (see :mod:`pipelines.catalog`). A night
 reads only the raw objects that are new, in one of two modes:
 
 ``partition``
@@ -14,7 +14,7 @@ reads only the raw objects that are new, in one of two modes:
     ``{dd}``), e.g. ``s3://raw/books/dt={ds}/*.jsonl``: the night reads its own
     partition. Chosen by ``auto`` when a placeholder is present.
 ``watermark``
-    ``input.uri`` lists a growing prefix. ``<root>/_watermark.json`` records every raw
+    ``input.uri`` lists a growing prefix. The root's watermark records every raw
     object (URI and ETag) that a night took, and for which version; the night's input
     is the listed objects minus those taken by other versions, given to the pipeline
     as an explicit list of URIs. An object rewritten with new content (new ETag) is new
@@ -42,8 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipelines import catalog as catalog_mod
-from pipelines import commit as commit_mod
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.config import JobConfig, parse_job
 from pipelines.errors import ConfigError
 from pipelines.plan import check_overlap
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 
 AUTO, PARTITION, WATERMARK = "auto", "partition", "watermark"
 MODES = (AUTO, PARTITION, WATERMARK)
-WATERMARK_FILE = "_watermark.json"
 WATERMARK_FORMAT = 1
 #: the layout of :meth:`Night.as_dict`, the decision that later tasks receive
 NIGHT_FORMAT = 1
@@ -112,11 +110,11 @@ class Night:
     skipped_reason: str | None
     #: the version's prefix holds a plan already (a rerun: resume, or no-op if committed)
     resumed: bool
-    storage: dict
+    storage_options: storage.StorageOptions
 
     @property
     def output_uri(self) -> str:
-        return storage.join(self.root, self.version)
+        return layout.version_uri(self.root, self.version)
 
     @property
     def catalog_uri(self) -> str:
@@ -135,7 +133,7 @@ class Night:
                 "job": None if self.job is None else self.job.model_dump(mode="json"),
                 "inputs": [asdict(item) for item in self.inputs],
                 "skipped_reason": self.skipped_reason, "resumed": self.resumed,
-                "storage": dict(self.storage)}
+                "storage": asdict(self.storage_options)}
 
     @classmethod
     def from_dict(cls, data: Any) -> Night:
@@ -150,7 +148,8 @@ class Night:
             job = None if data["job"] is None else parse_job(data["job"], source=source)
             inputs = tuple(storage.Listed(**item) for item in data["inputs"])
             return cls(data["ds"], data["mode"], data["root"], data["version"], job, inputs,
-                       data["skipped_reason"], data["resumed"], dict(data["storage"]))
+                       data["skipped_reason"], data["resumed"],
+                       storage.StorageOptions.of(data["storage"]))
         except (KeyError, TypeError) as err:
             raise ConfigError(f"{source} lacks a field or has one of the wrong type ({err}).",
                               hint="Clear the run's select task so that it decides the night "
@@ -193,14 +192,14 @@ class NightResult:
 # -- the watermark ----------------------------------------------------------------
 
 
-def watermark_uri(root: str) -> str:
-    return storage.join(root, WATERMARK_FILE)
+#: the watermark's URI under a nightly root
+watermark_uri = layout.watermark_uri
 
 
-def load_watermark(root: str, storage_opts: dict) -> dict:
+def load_watermark(root: str, storage_options: storage.StorageOptions) -> dict:
     """``{raw object URI: {"etag", "version", "state"}}``; empty before the first night."""
     try:
-        doc = json.loads(storage.read_bytes(watermark_uri(root), storage_opts))
+        doc = json.loads(storage.read_bytes(watermark_uri(root), storage_options))
     except storage.StorageNotFoundError:
         return {}
     return doc.get("inputs", {})
@@ -228,18 +227,18 @@ def _update_watermark(night: Night, state: str) -> bool:
             return None
         return {"format": WATERMARK_FORMAT, "inputs": updated}
 
-    _, written = catalog_mod.update_json(watermark_uri(night.root), change, night.storage)
+    _, written = catalog_mod.update_json(watermark_uri(night.root), change, night.storage_options)
     return written
 
 
 # -- one night --------------------------------------------------------------------
 
 
-def _list(uris: tuple[str, ...], storage_opts: dict) -> list[storage.Listed]:
+def _list(uris: tuple[str, ...], storage_options: storage.StorageOptions) -> list[storage.Listed]:
     found: dict[str, storage.Listed] = {}
     for uri in uris:
         try:
-            for item in storage.list_files(uri, storage_opts):
+            for item in storage.list_files(uri, storage_options):
                 found.setdefault(item.uri, item)
         except storage.StorageNotFoundError:
             continue
@@ -257,34 +256,34 @@ def resolve_night(base: JobConfig, ds: str, *, mode: str = AUTO,
         raise ConfigError(f"the version name {version!r} must be one path segment of letters, "
                           "digits, '=', '.', '_' and '-', starting with a letter or digit.",
                           hint="Use a template such as v={ds}.")
-    storage_opts = storage_of(base)
-    output_uri = storage.join(root, version)
-    saved = commit_mod.load_plan(output_uri, storage_opts)
+    storage_options = storage_of(base)
+    output_uri = layout.version_uri(root, version)
+    saved = layout.read_plan(output_uri, storage_options)
     resumed = saved is not None
     if mode == PARTITION:
         uris = tuple(fill(u, ds) for u in base.input.uris)
         value: str | list[str] = uris[0] if isinstance(base.input.uri, str) else list(uris)
-        inputs = _list(uris, storage_opts)
+        inputs = _list(uris, storage_options)
         reason = None if inputs else f"no raw objects match {', '.join(uris)}"
     elif saved is not None:  # a rerun takes exactly the inputs it planned the first time
         inputs = [storage.Listed(f.uri, f.key, f.size, f.version) for f in saved.inputs]
         value, reason = [f.uri for f in saved.inputs], None
     else:
-        listed = _list(base.input.uris, storage_opts)
-        watermark = load_watermark(root, storage_opts)
+        listed = _list(base.input.uris, storage_options)
+        watermark = load_watermark(root, storage_options)
         inputs = [item for item in listed if not _taken_elsewhere(watermark, item, version)]
         value = [item.uri for item in inputs]
         reason = None if inputs else (
             f"no new raw objects under {', '.join(base.input.uris)} ({len(listed)} listed, "
             f"all tokenized by earlier nights per {watermark_uri(root)})")
     if reason is not None:
-        return Night(ds, mode, root, version, None, (), reason, resumed, storage_opts)
+        return Night(ds, mode, root, version, None, (), reason, resumed, storage_options)
     job = base.with_overrides(**{"input.uri": value, "output.uri": output_uri + "/"})
     check_overlap(job)  # before the watermark claims anything
-    _, tokenizer = read_tokenizer(job, storage_opts)
-    catalog_mod.check_tokenizer(catalog_mod.load(root, storage_opts), tokenizer["sha256"],
+    _, tokenizer = read_tokenizer(job, storage_options)
+    catalog_mod.check_tokenizer(catalog_mod.load(root, storage_options), tokenizer.sha256,
                                 version, catalog_mod.catalog_uri(root))
-    return Night(ds, mode, root, version, job, tuple(inputs), None, resumed, storage_opts)
+    return Night(ds, mode, root, version, job, tuple(inputs), None, resumed, storage_options)
 
 
 def tokenize_night(night: Night, *, progress: Progress = NO_PROGRESS,
@@ -299,20 +298,20 @@ def tokenize_night(night: Night, *, progress: Progress = NO_PROGRESS,
 
 def is_committed(night: Night) -> bool:
     """Whether the night's version has its manifest: one read, nothing listed."""
-    return commit_mod.load_manifest(night.output_uri, night.storage) is not None
+    return layout.read_manifest(night.output_uri, night.storage_options) is not None
 
 
 def publish_night(night: Night) -> tuple[dict, bool]:
     """Add the committed version to the catalog; returns (its entry, catalog written)."""
-    manifest = commit_mod.load_manifest(night.output_uri, night.storage)
+    manifest = layout.read_manifest(night.output_uri, night.storage_options)
     if manifest is None:
         raise catalog_mod.CatalogError(
-            f"{night.output_uri} has no manifest.json, so it is not committed and cannot "
+            f"{night.output_uri} has no {layout.MANIFEST}, so it is not committed and cannot "
             "enter the catalog.", hint="Run (or rerun) the night's tokenize step first.")
-    plan = commit_mod.load_plan(night.output_uri, night.storage)
+    plan = layout.read_plan(night.output_uri, night.storage_options)
     input_files = len(plan.inputs) if plan is not None else len(night.inputs)
     entry = catalog_mod.entry_of(night.version, night.ds, manifest, input_files)
-    _, written = catalog_mod.add_version(night.root, entry, manifest, night.storage)
+    _, written = catalog_mod.add_version(night.root, entry, manifest, night.storage_options)
     if night.mode == WATERMARK:
         _update_watermark(night, "committed")
     return entry, written

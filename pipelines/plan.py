@@ -22,10 +22,13 @@ import posixpath
 import re
 from dataclasses import asdict, dataclass
 
-from pipelines import storage, uris
+from fsspec.utils import glob_translate
+
+from pipelines import layout, storage, uris
 from pipelines.config import JobConfig, auto_unit_bytes
 from pipelines.errors import ConfigError, InputError, StorageNotFoundError
-from pipelines.records import InputFile, Plan, Slice, WorkUnit, dumps
+from pipelines.records import (InputFile, Plan, PlanOptions, Slice, TokenizerFacts, WorkUnit,
+                               dumps)
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +77,16 @@ class _Piece:
     splittable_alone: bool  # True: must be a unit of its own
 
 
-def _parquet_pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piece]:
+def _parquet_pieces(f: InputFile, target: int,
+                    storage_options: storage.StorageOptions) -> list[_Piece]:
     import pyarrow.parquet as pq
 
     try:
-        with storage.open_input(f.uri, storage_opts) as fh:
+        with storage.open_input(f.uri, storage_options) as fh:
             meta = pq.ParquetFile(fh).metadata
     except (OSError, ValueError) as err:
         if isinstance(err, OSError) and not type(err).__module__.startswith("pyarrow"):
-            storage.raise_translated(err, f.uri, "read", storage_opts)
+            storage.raise_translated(err, f.uri, "read", storage_options)
         raise InputError(f.key, f"not a readable Parquet file ({err})",
                          hint="Check the file, or exclude it from input.uri.") from None
     groups = [(i, meta.row_group(i).num_rows, meta.row_group(i).total_byte_size)
@@ -100,11 +104,11 @@ def _parquet_pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piec
     return pieces
 
 
-def _pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piece]:
+def _pieces(f: InputFile, target: int, storage_options: storage.StorageOptions) -> list[_Piece]:
     if f.compression:
         return [_Piece(Slice(f, 0, f.size), f.size, True)]
     if f.format == "parquet":
-        return _parquet_pieces(f, target, storage_opts)
+        return _parquet_pieces(f, target, storage_options)
     if f.format == "jsonl" and f.size > target:
         n = math.ceil(f.size / target)
         cuts = [f.size * i // n for i in range(n + 1)]
@@ -112,7 +116,8 @@ def _pieces(f: InputFile, target: int, storage_opts: dict) -> list[_Piece]:
     return [_Piece(Slice(f, 0, f.size), f.size, False)]
 
 
-def cut_units(files: list[InputFile], target: int, storage_opts: dict) -> tuple[WorkUnit, ...]:
+def cut_units(files: list[InputFile], target: int,
+              storage_options: storage.StorageOptions) -> tuple[WorkUnit, ...]:
     units: list[WorkUnit] = []
     group: list[_Piece] = []
 
@@ -123,7 +128,7 @@ def cut_units(files: list[InputFile], target: int, storage_opts: dict) -> tuple[
             group.clear()
 
     for f in files:
-        for piece in _pieces(f, target, storage_opts):
+        for piece in _pieces(f, target, storage_options):
             if piece.splittable_alone:
                 flush()
                 group.append(piece)
@@ -142,40 +147,39 @@ def target_unit_bytes(job: JobConfig, inputs: tuple[InputFile, ...]) -> int:
     return auto_unit_bytes(sum(f.size for f in inputs)) if target == "auto" else target
 
 
-def output_options(job: JobConfig, target: int) -> dict:
+def output_options(job: JobConfig, target: int) -> PlanOptions:
     """The options that shape output bytes, and only those."""
-    options = {
-        "input_format": job.input.format,
-        "text_field": job.input.text_field,
-        "id_field": job.input.id_field,
-        "eos": job.tokenizer.eos,
-        "bos": job.tokenizer.bos,
-        "max_segment_chars": job.tokenizer.max_segment_chars,
-        "output_format": job.output.format,
-        "target_unit_bytes": target,
-    }
-    if job.tokenizer.split_special_tokens:
-        # absent from plans made before the option existed, whose behaviour was false
-        options["split_special_tokens"] = True
-    return options
+    return PlanOptions(
+        input_format=job.input.format,
+        text_field=job.input.text_field,
+        id_field=job.input.id_field,
+        eos=job.tokenizer.eos,
+        bos=job.tokenizer.bos,
+        max_segment_chars=job.tokenizer.max_segment_chars,
+        output_format=job.output.format,
+        target_unit_bytes=target,
+        split_special_tokens=job.tokenizer.split_special_tokens,
+    )
 
 
-def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str, options: dict) -> str:
+def fingerprint(inputs: tuple[InputFile, ...], tokenizer_sha256: str,
+                options: PlanOptions) -> str:
     identity = {
         "inputs": [[f.key, f.size, f.version, f.format, f.compression] for f in inputs],
         "tokenizer_sha256": tokenizer_sha256,
-        "options": options,
+        "options": options.to_dict(),
     }
     return hashlib.sha256(dumps(identity)).hexdigest()
 
 
-def _listed(job: JobConfig, storage_opts: dict) -> tuple[list[storage.Listed], list[str]]:
+def _listed(job: JobConfig, storage_options: storage.StorageOptions) -> tuple[list[storage.Listed],
+                                                                              list[str]]:
     """Every file the input names, keys relative to the common folder of a URI list;
     and the keys skipped as hidden."""
     uris = job.input.uris
     if len(uris) == 1:
         try:
-            listing = storage.scan(uris[0], storage_opts)
+            listing = storage.scan(uris[0], storage_options)
         except StorageNotFoundError:
             return [], []
         return list(listing.files), list(listing.hidden)
@@ -183,7 +187,7 @@ def _listed(job: JobConfig, storage_opts: dict) -> tuple[list[storage.Listed], l
     hidden: list[str] = []
     for uri in uris:
         try:
-            listing = storage.scan(uri, storage_opts)
+            listing = storage.scan(uri, storage_options)
         except StorageNotFoundError:
             continue
         hidden += listing.hidden
@@ -200,11 +204,6 @@ def _listed(job: JobConfig, storage_opts: dict) -> tuple[list[storage.Listed], l
     return sorted(out, key=lambda item: item.key), hidden
 
 
-#: names tokenyard writes under an output prefix that a listing would not skip as hidden
-OUTPUT_SAMPLE_NAMES = ("manifest.json", "shards/000000.bin", "shards/000000.idx",
-                       "shards/000000.parquet", "rejects/000000.jsonl")
-
-
 def _reaches(input_uri: str, output: uris.LocationKey) -> bool:
     """Whether listing ``input_uri`` could return a file tokenyard writes under ``output``."""
     scheme_path = input_uri.split("://", 1)[1] if "://" in input_uri else input_uri
@@ -212,9 +211,9 @@ def _reaches(input_uri: str, output: uris.LocationKey) -> bool:
     base = uris.glob_base(scheme_path) if glob else scheme_path
     prefix = input_uri.split("://", 1)[0] + "://" if "://" in input_uri else ""
     base_key = uris.location_key(prefix + base)
-    pattern = (re.compile(storage.glob_translate(base_key.path + scheme_path[len(base):]))
+    pattern = (re.compile(glob_translate(base_key.path + scheme_path[len(base):]))
                if glob else None)
-    for name in OUTPUT_SAMPLE_NAMES:
+    for name in layout.written_names():
         written = f"{output.path}/{name}"
         if not written.startswith(base_key.path.rstrip("/") + "/"):
             continue
@@ -278,8 +277,8 @@ def hidden_note(hidden: list[str] | tuple[str, ...]) -> str:
             f"'.' or '_' (markers and temporaries, as Spark and Hadoop skip them): {shown}")
 
 
-def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
-    listed, hidden = _listed(job, storage_opts)
+def list_inputs(job: JobConfig, storage_options: storage.StorageOptions) -> tuple[InputFile, ...]:
+    listed, hidden = _listed(job, storage_options)
     if not listed:
         uris = job.input.uris
         shown = uris[0] if len(uris) == 1 else f"{uris[0]} (and {len(uris) - 1} more URIs)"
@@ -290,7 +289,7 @@ def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
                     "they are inputs.")
         raise StorageNotFoundError(
             shown, "list", "no input files match" + hidden_note(hidden),
-            endpoint=storage.endpoint_of(uris[0], storage_opts), hint=hint)
+            endpoint=storage.endpoint_of(uris[0], storage_options), hint=hint)
     if hidden:
         log.info("skipped %d hidden file(s) under the input%s", len(hidden), hidden_note(hidden))
     _inside_output(job, listed)
@@ -302,13 +301,14 @@ def list_inputs(job: JobConfig, storage_opts: dict) -> tuple[InputFile, ...]:
     return tuple(files)
 
 
-def make_plan(job: JobConfig, tokenizer: dict, storage_opts: dict) -> Plan:
+def make_plan(job: JobConfig, tokenizer: TokenizerFacts,
+              storage_options: storage.StorageOptions) -> Plan:
     """Plan a job: ``tokenizer`` describes the tokenizer file (name, sha256, vocab)."""
-    inputs = list_inputs(job, storage_opts)
+    inputs = list_inputs(job, storage_options)
     target = target_unit_bytes(job, inputs)
     options = output_options(job, target)
-    units = cut_units(list(inputs), target, storage_opts)
-    fp = fingerprint(inputs, tokenizer["sha256"], options)
+    units = cut_units(list(inputs), target, storage_options)
+    fp = fingerprint(inputs, tokenizer.sha256, options)
     log.info("planned %d units over %d inputs, fingerprint %s", len(units), len(inputs), fp[:12])
     return Plan(job=job.name, fingerprint=fp, options=options, tokenizer=tokenizer,
                 inputs=inputs, units=units)
@@ -317,12 +317,14 @@ def make_plan(job: JobConfig, tokenizer: dict, storage_opts: dict) -> Plan:
 def differences(saved: Plan, new: Plan) -> list[str]:
     """What changed between a saved plan and a new one, in words a user can act on."""
     out = []
-    if saved.tokenizer.get("sha256") != new.tokenizer.get("sha256"):
-        out.append(f"the tokenizer differs (saved sha256 {saved.tokenizer.get('sha256', '?')[:12]}, "
-                   f"now {new.tokenizer.get('sha256', '?')[:12]})")
-    for key in sorted(set(saved.options) | set(new.options)):
-        if saved.options.get(key) != new.options.get(key):
-            out.append(f"option {key} was {saved.options.get(key)!r}, now {new.options.get(key)!r}")
+    if saved.tokenizer.sha256 != new.tokenizer.sha256:
+        out.append(f"the tokenizer differs (saved sha256 {saved.tokenizer.sha256[:12]}, "
+                   f"now {new.tokenizer.sha256[:12]})")
+    old_options, new_options = saved.options.to_dict(), new.options.to_dict()
+    for key in sorted(set(old_options) | set(new_options)):
+        if old_options.get(key) != new_options.get(key):
+            out.append(f"option {key} was {old_options.get(key)!r}, "
+                       f"now {new_options.get(key)!r}")
     old_in = {f.key: f for f in saved.inputs}
     new_in = {f.key: f for f in new.inputs}
     added = sorted(set(new_in) - set(old_in))

@@ -72,13 +72,13 @@ class StreamedText:
     """
 
     uri: str
-    storage: dict
+    storage_options: storage.StorageOptions
     compression: str | None
     doc_id: str | None = None
 
     def pieces(self) -> Iterator[str]:
         decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
-        with storage.open_input(self.uri, self.storage) as f:
+        with storage.open_input(self.uri, self.storage_options) as f:
             for chunk in chunks(f, self.compression, size=STREAM_CHUNK_BYTES):
                 yield decoder.decode(chunk)
         yield decoder.decode(b"", final=True)
@@ -202,7 +202,7 @@ class UnitReader:
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         rel = -1  # index in the slice of the last line read
         try:
-            with storage.open_input(s.file.uri, opts.storage) as f:
+            with storage.open_input(s.file.uri, opts.storage_options) as f:
                 lines = _lines(f, s)
                 try:
                     for offset, line in lines:
@@ -231,7 +231,7 @@ class UnitReader:
         except TokenyardError:
             raise
         except Exception as err:
-            storage.raise_translated(err, s.file.uri, "read", opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage_options)
 
     def _doc_id(self, record: dict, line: bytes, key: str, offset: int) -> str:
         id_field = self.options.id_field
@@ -284,7 +284,7 @@ class UnitReader:
 
     def _count_lines_before(self, s: Slice) -> int:
         """Newlines before the first line that starts in the slice (an error path only)."""
-        with storage.open_input(s.file.uri, self.options.storage) as f:
+        with storage.open_input(s.file.uri, self.options.storage_options) as f:
             f.seek(s.start - 1)
             first = s.start - 1 + len(f.readline())
             f.seek(0)
@@ -306,7 +306,7 @@ class UnitReader:
         key, opts = s.file.key, self.options
         text_field, id_field = opts.text_field, opts.id_field
         try:
-            with storage.open_input(s.file.uri, opts.storage) as f:
+            with storage.open_input(s.file.uri, opts.storage_options) as f:
                 pf = pq.ParquetFile(f)
                 groups = list(range(s.start, min(s.stop, pf.metadata.num_row_groups)))
                 n_rows = sum(pf.metadata.row_group(g).num_rows for g in groups)
@@ -352,7 +352,7 @@ class UnitReader:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             yield Reject(key, f"not a readable Parquet file ({err})", row=s.first_row)
         except Exception as err:
-            storage.raise_translated(err, s.file.uri, "read", opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage_options)
 
     # -- plain text -----------------------------------------------------------------
 
@@ -364,7 +364,7 @@ class UnitReader:
         held: list[str] = []
         offset = lines = 0
         try:
-            with storage.open_input(s.file.uri, opts.storage) as f:
+            with storage.open_input(s.file.uri, opts.storage_options) as f:
                 for chunk in chunks(f, s.file.compression, size=STREAM_CHUNK_BYTES):
                     try:
                         text = decoder.decode(chunk)
@@ -391,9 +391,9 @@ class UnitReader:
         except TokenyardError:
             raise
         except Exception as err:
-            storage.raise_translated(err, s.file.uri, "read", opts.storage)
+            storage.raise_translated(err, s.file.uri, "read", opts.storage_options)
         if streamed:
-            yield StreamedText(s.file.uri, opts.storage, s.file.compression, key)
+            yield StreamedText(s.file.uri, opts.storage_options, s.file.compression, key)
         else:
             yield Document("".join(held), key)
 

@@ -9,7 +9,7 @@ while the engine's workers start, and says which and why (progress note, log, ru
 record). The backend is not part of the fingerprint: output bytes are the same
 whichever ran, so a run may resume on the other one. When a unit's identity check
 finds fastokens disagreeing with HF under ``auto``, the run switches to HF: it records
-the switch in ``_backend.json`` (so every later run of this dataset uses HF too),
+the switch under the output prefix (so every later run of this dataset uses HF too),
 drops every unit's marker, since the others were made by the same fastokens, and runs
 them all again with HF.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -29,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from pipelines import commit as commit_mod
-from pipelines import storage, worker_env
+from pipelines import layout, storage, worker_env
 from pipelines.config import JobConfig
 from pipelines.engines import get_engine_class
 from pipelines.errors import (
@@ -46,8 +45,7 @@ from pipelines.errors import (
 from pipelines.identity import BackendChoice, choose_backend
 from pipelines.plan import check_overlap, differences, make_plan
 from pipelines.progress import NO_PROGRESS, Progress
-from pipelines.records import Plan, UnitOptions, dumps
-from pipelines.task import backend_switch_uri
+from pipelines.records import Manifest, Plan, TokenizerFacts, UnitOptions
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +54,24 @@ QUALIFY_SAMPLE_UNITS = 8
 QUALIFY_SAMPLE_BYTES = 128 * 2**10
 
 
-def storage_of(job: JobConfig) -> dict:
+def storage_of(job: JobConfig) -> storage.StorageOptions:
+    """The job's ``storage:`` section as the options every storage call takes."""
     s = job.storage
-    return storage.storage_options(s.endpoint_url, s.region, s.anon, s.profile)
+    return storage.StorageOptions(endpoint_url=s.endpoint_url, region=s.region, anon=s.anon,
+                                  profile=s.profile)
 
 
-def _tokenizer_folder(path: str, storage_opts: dict) -> TokenizerError:
+def _tokenizer_folder(path: str, storage_options: storage.StorageOptions) -> TokenizerError:
     inside = storage.join(path, "tokenizer.json")
     hint = (f"Point tokenizer.path at the file inside it: {inside}."
-            if storage.exists(inside, storage_opts) else
+            if storage.exists(inside, storage_options) else
             "Point tokenizer.path at a tokenizers JSON file (tokenizer.json), not its folder.")
     return TokenizerError(f"tokenizer.path {path} is a folder, not a tokenizers JSON file.",
                           hint=hint)
 
 
-def read_tokenizer(job: JobConfig, storage_opts: dict) -> tuple[bytes, dict]:
+def read_tokenizer(job: JobConfig,
+                   storage_options: storage.StorageOptions) -> tuple[bytes, TokenizerFacts]:
     """The tokenizer file's bytes and its description for the plan and manifest.
 
     A missing file, a folder, or a file tokenizers cannot load is the user's mistake
@@ -81,12 +82,12 @@ def read_tokenizer(job: JobConfig, storage_opts: dict) -> tuple[bytes, dict]:
 
     path = job.tokenizer.path
     try:
-        data = storage.read_bytes(path, storage_opts)
+        data = storage.read_bytes(path, storage_options)
     except (TransientStorageError, StorageAccessError):
         raise
     except StorageError as err:
-        if storage.is_folder(path, storage_opts):
-            raise _tokenizer_folder(path, storage_opts) from None
+        if storage.is_folder(path, storage_options):
+            raise _tokenizer_folder(path, storage_options) from None
         if not isinstance(err, StorageNotFoundError):
             raise
         raise TokenizerError(
@@ -96,27 +97,27 @@ def read_tokenizer(job: JobConfig, storage_opts: dict) -> tuple[bytes, dict]:
     encoder = get_encoder(data, eos=job.tokenizer.eos, bos=job.tokenizer.bos,
                           max_segment_chars=job.tokenizer.max_segment_chars,
                           name=f"tokenizer.path {path}")
-    return data, {
-        "name": posixpath.basename(path.rstrip("/")),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "vocab_size": encoder.vocab_size,
-        "dtype": encoder.dtype.name,
-        "eos": job.tokenizer.eos,
-        "eos_id": encoder.eos_id,
-        "bos": job.tokenizer.bos,
-        "bos_id": encoder.bos_id,
-    }
+    return data, TokenizerFacts(
+        name=posixpath.basename(path.rstrip("/")),
+        sha256=hashlib.sha256(data).hexdigest(),
+        vocab_size=encoder.vocab_size,
+        dtype=encoder.dtype.name,
+        eos=job.tokenizer.eos,
+        eos_id=encoder.eos_id,
+        bos=job.tokenizer.bos,
+        bos_id=encoder.bos_id,
+    )
 
 
-def unit_options(job: JobConfig, plan: Plan, storage_opts: dict,
+def unit_options(job: JobConfig, plan: Plan, storage_options: storage.StorageOptions,
                  backend: str = "hf") -> UnitOptions:
     return UnitOptions(
         fingerprint=plan.fingerprint,
         output_uri=job.output.uri.rstrip("/"),
         output_format=job.output.format,
-        storage=storage_opts,
+        storage_options=storage_options,
         tokenizer_path=job.tokenizer.path,
-        tokenizer_sha256=plan.tokenizer["sha256"],
+        tokenizer_sha256=plan.tokenizer.sha256,
         eos=job.tokenizer.eos,
         bos=job.tokenizer.bos,
         text_field=job.input.text_field,
@@ -131,7 +132,8 @@ def unit_options(job: JobConfig, plan: Plan, storage_opts: dict,
     )
 
 
-def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict, runner=None, *,
+def choose_job_backend(job: JobConfig, plan: Plan, storage_options: storage.StorageOptions,
+                       runner=None, *,
                        tokenizer_bytes: bytes | None = None,
                        ignore_switch: bool = False) -> BackendChoice:
     """The backend a run of this job uses and why; see :mod:`pipelines.identity`.
@@ -145,7 +147,8 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict, runner=No
 
     output_uri = job.output.uri.rstrip("/")
     requested = job.tokenizer.backend
-    switched = None if ignore_switch else _backend_switch(output_uri, storage_opts)
+    switched = None if ignore_switch else layout.read_backend_switch(output_uri,
+                                                                     storage_options)
     if switched is not None and requested != "hf":
         if requested == "fastokens":
             raise ConfigError(
@@ -156,26 +159,14 @@ def choose_job_backend(job: JobConfig, plan: Plan, storage_opts: dict, runner=No
         return BackendChoice(requested, "hf", f"an earlier run of this dataset switched to "
                                               f"hf: {switched}")
     if tokenizer_bytes is None:
-        tokenizer_bytes = storage.read_bytes(job.tokenizer.path, storage_opts)
-    options = unit_options(job, plan, storage_opts)
+        tokenizer_bytes = storage.read_bytes(job.tokenizer.path, storage_options)
+    options = unit_options(job, plan, storage_options)
     return choose_backend(
-        requested, tokenizer_bytes.decode("utf-8"), plan.tokenizer["sha256"],
+        requested, tokenizer_bytes.decode("utf-8"), plan.tokenizer.sha256,
         name=job.tokenizer.path, split_special_tokens=job.tokenizer.split_special_tokens,
         sample=lambda: sample_texts(plan, options, QUALIFY_SAMPLE_BYTES,
                                     max_units=QUALIFY_SAMPLE_UNITS),
         **({"runner": runner} if runner is not None else {}))
-
-
-def _backend_switch(output_uri: str, storage_opts: dict) -> str | None:
-    """Why the dataset switched to HF (``_backend.json``), or None."""
-    try:
-        raw = storage.read_bytes(backend_switch_uri(output_uri), storage_opts)
-    except StorageNotFoundError:
-        return None
-    try:
-        return str(json.loads(raw).get("reason", "a mismatch"))
-    except ValueError:
-        return "a mismatch"
 
 
 @dataclass(frozen=True)
@@ -184,11 +175,11 @@ class Survey:
 
     job: JobConfig
     plan: Plan
-    storage: dict
+    storage_options: storage.StorageOptions
     #: the plan saved under the prefix by an earlier run, if any
     saved: Plan | None
     #: the manifest under the prefix, whichever job committed it
-    manifest: dict | None
+    manifest: Manifest | None
     #: the tokenizer file's bytes
     tokenizer_bytes: bytes = b""
 
@@ -199,8 +190,7 @@ class Survey:
     @property
     def committed(self) -> bool:
         """This very job (same fingerprint) is committed under the prefix."""
-        return self.manifest is not None and \
-            self.manifest.get("fingerprint") == self.plan.fingerprint
+        return self.manifest is not None and self.manifest.fingerprint == self.plan.fingerprint
 
     @property
     def differences(self) -> list[str]:
@@ -210,8 +200,8 @@ class Survey:
         return differences(self.saved, self.plan)
 
     def mismatch(self) -> PlanMismatchError:
-        totals = (self.manifest or {}).get("totals") if self.manifest is not None and \
-            self.manifest.get("fingerprint") == self.saved.fingerprint else None
+        totals = self.manifest.totals if self.manifest is not None and \
+            self.manifest.fingerprint == self.saved.fingerprint else None
         return PlanMismatchError(self.output_uri, self.differences, committed=totals)
 
 
@@ -222,15 +212,15 @@ def survey(job: JobConfig) -> Survey:
     the output cannot be read back as input (``check_overlap``), that a local output
     is a folder this user may write, the tokenizer, and the inputs.
     """
-    storage_opts = storage_of(job)
+    storage_options = storage_of(job)
     output_uri = job.output.uri.rstrip("/")
     check_overlap(job)
-    storage.check_output_folder(output_uri, storage_opts, field="output.uri")
-    data, tokenizer = read_tokenizer(job, storage_opts)
-    saved = commit_mod.load_plan(output_uri, storage_opts)
-    plan = make_plan(_with_saved_unit_size(job, saved), tokenizer, storage_opts)
-    return Survey(job, plan, storage_opts, saved,
-                  commit_mod.load_manifest(output_uri, storage_opts), data)
+    storage.check_output_folder(output_uri, storage_options, field="output.uri")
+    data, tokenizer = read_tokenizer(job, storage_options)
+    saved = layout.read_plan(output_uri, storage_options)
+    plan = make_plan(_with_saved_unit_size(job, saved), tokenizer, storage_options)
+    return Survey(job, plan, storage_options, saved,
+                  layout.read_manifest(output_uri, storage_options), data)
 
 
 def _with_saved_unit_size(job: JobConfig, saved: Plan | None) -> JobConfig:
@@ -238,7 +228,7 @@ def _with_saved_unit_size(job: JobConfig, saved: Plan | None) -> JobConfig:
     with, so that a rerun resumes it even after the input grew or the rule changed."""
     if saved is None or job.plan.target_unit_bytes != "auto":
         return job
-    size = saved.options.get("target_unit_bytes")
+    size = saved.options.target_unit_bytes
     return job.with_overrides(**{"plan.target_unit_bytes": size}) if isinstance(size, int) \
         else job
 
@@ -268,7 +258,7 @@ class RunSummary:
     seconds: float
     retries: int
     already_committed: bool
-    manifest: dict
+    manifest: Manifest
     run_documents: int = 0
     run_tokens: int = 0
     run_input_bytes: int = 0
@@ -291,47 +281,33 @@ class RunSummary:
         return self.run_input_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
 
-#: what a run writes under its prefix, and what ``--restart`` deletes (``_runs/`` stays)
-RESTART_FILES = ("manifest.json", "_plan.json", "_backend.json")
-RESTART_FOLDERS = ("_units", "shards", "rejects")
-
-
 @dataclass(frozen=True)
 class Restart:
     """What ``--restart`` would delete under a prefix, described before it does."""
 
     output_uri: str
     names: tuple[str, ...]
-    manifest: dict | None
+    manifest: Manifest | None
 
     def describe(self) -> str:
-        shards = sum(1 for n in self.names if n.startswith("shards/"))
-        markers = sum(1 for n in self.names if n.startswith("_units/"))
+        shards = sum(1 for n in self.names if n.startswith(layout.SHARDS + "/"))
+        markers = sum(1 for n in self.names if n.startswith(layout.MARKERS + "/"))
         what = f"{len(self.names)} file(s) under {self.output_uri}"
         if self.manifest is not None:
-            totals = self.manifest.get("totals", {})
+            totals = self.manifest.totals
             return (f"--restart: deleting {what}: the committed dataset of job "
-                    f"{self.manifest.get('job')!r} ({len(self.manifest.get('shards', []))} "
-                    f"shards, {totals.get('documents', 0):,} documents, "
-                    f"{totals.get('tokens', 0):,} tokens) with its plan, markers and rejects")
+                    f"{self.manifest.job!r} ({len(self.manifest.shards)} "
+                    f"shards, {totals.documents:,} documents, "
+                    f"{totals.tokens:,} tokens) with its plan, markers and rejects")
         return (f"--restart: deleting {what}: an uncommitted run's plan, {markers} unit "
                 f"marker(s), {shards} shard file(s) and rejects")
 
 
-def restart_targets(output_uri: str, storage_opts: dict,
-                    manifest: dict | None = None) -> Restart | None:
+def restart_targets(output_uri: str, storage_options: storage.StorageOptions,
+                    manifest: Manifest | None = None) -> Restart | None:
     """What ``--restart`` would delete under the prefix; None when nothing."""
-    names = tuple(n for n in storage.list_names(output_uri, storage_opts)
-                  if n in RESTART_FILES or n.split("/", 1)[0] in RESTART_FOLDERS)
+    names = layout.restart_names(output_uri, storage_options)
     return Restart(output_uri, names, manifest) if names else None
-
-
-def restart_prefix(output_uri: str, storage_opts: dict) -> None:
-    """Delete what a previous job left under the prefix (manifest first)."""
-    for name in RESTART_FILES:
-        storage.remove(storage.join(output_uri, name), storage_opts)
-    for sub in RESTART_FOLDERS:
-        storage.remove(storage.join(output_uri, sub), storage_opts, recursive=True)
 
 
 def _restart(found: Survey, doomed: Restart, progress: Progress) -> Survey:
@@ -339,29 +315,30 @@ def _restart(found: Survey, doomed: Restart, progress: Progress) -> Survey:
     message = doomed.describe()
     log.warning("%s", message)
     progress.note(message)
-    restart_prefix(found.output_uri, found.storage)
+    layout.remove_run_outputs(found.output_uri, found.storage_options)
     return dataclasses.replace(found, saved=None, manifest=None)
 
 
-def prepare(job: JobConfig, *, restart: bool = False) -> tuple[Plan, dict, bool]:
-    """Plan, check against the saved plan, save it; returns (plan, storage, committed)."""
+def prepare(job: JobConfig, *,
+            restart: bool = False) -> tuple[Plan, storage.StorageOptions, bool]:
+    """Plan, check against the saved plan, save it; returns (plan, storage options,
+    committed)."""
     found = survey(job)
-    doomed = restart_targets(found.output_uri, found.storage, found.manifest) if restart \
-        else None
+    doomed = restart_targets(found.output_uri, found.storage_options, found.manifest) \
+        if restart else None
     if doomed is not None:
         found = _restart(found, doomed, NO_PROGRESS)
     saved = found.saved
     if saved is not None and saved.fingerprint != found.plan.fingerprint:
         raise found.mismatch()
     if saved is None:
-        storage.write_bytes(commit_mod.plan_uri(found.output_uri), found.plan.to_json(),
-                            found.storage)
-    return found.plan, found.storage, found.committed
+        layout.write_plan(found.output_uri, found.plan, found.storage_options)
+    return found.plan, found.storage_options, found.committed
 
 
 def new_run_id() -> str:
     """A run's id: its UTC start to the millisecond, then random hex, so that the run
-    records under ``_runs/`` sort in the order the runs started."""
+    records sort in the order the runs started."""
     now = time.time()
     return (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-"
             + uuid.uuid4().hex[:8])
@@ -382,23 +359,23 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
     # the workers'
     worker_env.apply()
     found = survey(job)
-    output_uri, storage_opts, plan = found.output_uri, found.storage, found.plan
+    output_uri, storage_options, plan = found.output_uri, found.storage_options, found.plan
     if found.saved is not None and found.differences and not restart:
         raise found.mismatch()
     if found.committed and not restart:
-        totals = found.manifest["totals"]
+        totals = found.manifest.totals
         progress.note(f"{output_uri} is committed already; nothing to do")
         return RunSummary(output_uri, run_id, job.engine.kind, len(plan.units), 0,
-                          len(plan.units), totals["documents"], totals["tokens"],
-                          totals["rejected"], totals["records"], totals["input_bytes"],
+                          len(plan.units), totals.documents, totals.tokens,
+                          totals.rejected, totals.records, totals.input_bytes,
                           time.monotonic() - started, 0, True, found.manifest)
     engine_cls = get_engine_class(job.engine.kind)
     kwargs = {"job_name": job.name, **(engine_kwargs or {})}
     if engine_cls.name == "local":
         # its workers load the tokenizer while the driver checks the backend
-        kwargs.setdefault("preload", unit_options(job, plan, storage_opts))
-    doomed = restart_targets(output_uri, storage_opts, found.manifest) if restart else None
-    done = {} if doomed else commit_mod.done_units(plan, output_uri, storage_opts)
+        kwargs.setdefault("preload", unit_options(job, plan, storage_options))
+    doomed = restart_targets(output_uri, storage_options, found.manifest) if restart else None
+    done = {} if doomed else commit_mod.done_units(plan, output_uri, storage_options)
     pending = [u for u in plan.units if u.index not in done]
     stats = _RunStats()
     choice: BackendChoice | None = None
@@ -409,7 +386,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
         engine = stack.enter_context(engine_cls(job.engine, progress, **kwargs)) \
             if pending else None
         if pending:
-            choice = choose_job_backend(job, plan, storage_opts, getattr(engine, "call", None),
+            choice = choose_job_backend(job, plan, storage_options, getattr(engine, "call", None),
                                         tokenizer_bytes=found.tokenizer_bytes,
                                         ignore_switch=doomed is not None)
             progress.note(f"tokenizer backend: {choice.backend} ({choice.reason})")
@@ -417,16 +394,16 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
         if doomed is not None:
             found = _restart(found, doomed, progress)
         if found.saved is None:
-            storage.write_bytes(commit_mod.plan_uri(output_uri), plan.to_json(), storage_opts)
+            layout.write_plan(output_uri, plan, storage_options)
         progress.start(plan, len(pending), list(done.values()))
         try:
             if pending:
-                options = unit_options(job, plan, storage_opts, choice.backend)
+                options = unit_options(job, plan, storage_options, choice.backend)
                 outcome = engine.run(options, pending)
                 stats.add(outcome)
                 mismatch = _mismatch_of(outcome)
                 if mismatch is not None and options.requested_backend == "auto":
-                    choice = _switch_to_hf(choice, mismatch, output_uri, storage_opts, progress)
+                    choice = _switch_to_hf(choice, mismatch, output_uri, storage_options, progress)
                     done, pending = {}, list(plan.units)
                     outcome = engine.run(dataclasses.replace(options, backend="hf"), pending)
                     stats.add(outcome)
@@ -434,15 +411,15 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
                     first = outcome.failures[min(outcome.failures)]
                     raise RunFailedError(sorted(outcome.failures), first, output_uri) from first
                 done.update(outcome.results)
-            manifest = commit_mod.commit(plan, output_uri, storage_opts, done)
+            manifest = commit_mod.commit(plan, output_uri, storage_options, done)
         finally:
             progress.close()
-    totals = manifest["totals"]
+    totals = manifest.totals
     summary = RunSummary(
         output_uri=output_uri, run_id=run_id, engine=job.engine.kind, units=len(plan.units),
         units_run=len(pending), units_skipped=len(plan.units) - len(pending),
-        documents=totals["documents"], tokens=totals["tokens"], rejected=totals["rejected"],
-        records=totals["records"], input_bytes=totals["input_bytes"],
+        documents=totals.documents, tokens=totals.tokens, rejected=totals.rejected,
+        records=totals.records, input_bytes=totals.input_bytes,
         seconds=time.monotonic() - started, retries=stats.retries, already_committed=False,
         manifest=manifest, run_documents=stats.documents, run_tokens=stats.tokens,
         run_input_bytes=stats.input_bytes, backend=choice.backend if choice else None,
@@ -450,7 +427,7 @@ def run_job(job: JobConfig, *, restart: bool = False, progress: Progress = NO_PR
         qualification_seconds=choice.qualification_seconds if choice else 0.0,
         unit_seconds=stats.unit_seconds, check_seconds=stats.check_seconds,
         checked_documents=stats.checked_documents)
-    write_run_record(summary, job, storage_opts)
+    write_run_record(summary, job, storage_options)
     return summary
 
 
@@ -493,20 +470,21 @@ def _mismatch_of(outcome) -> BackendMismatchError | None:
 
 
 def _switch_to_hf(choice: BackendChoice, mismatch: BackendMismatchError, output_uri: str,
-                  storage_opts: dict, progress: Progress) -> BackendChoice:
+                  storage_options: storage.StorageOptions, progress: Progress) -> BackendChoice:
     """Record that this dataset uses HF from now on and drop every unit's marker."""
     reason = mismatch.message.split("; nothing of that unit")[0]
     progress.note(f"switching to the hf backend: {reason}; redoing every unit with hf")
     log.warning("switching %s to the hf backend: %s", output_uri, reason)
-    storage.write_bytes(backend_switch_uri(output_uri),
-                        dumps({"backend": "hf", "reason": reason}), storage_opts)
-    storage.remove(storage.join(output_uri, "_units"), storage_opts, recursive=True)
+    layout.write_backend_switch(output_uri, reason, storage_options)
+    layout.remove_markers(output_uri, storage_options)
     return BackendChoice(choice.requested, "hf", f"switched from fastokens: {reason}",
                          choice.qualification_seconds)
 
 
-def write_run_record(summary: RunSummary, job: JobConfig, storage_opts: dict) -> None:
-    """``_runs/<run-id>.json``: when, where, how long; never credentials."""
+def write_run_record(summary: RunSummary, job: JobConfig,
+                     storage_options: storage.StorageOptions) -> None:
+    """The run's record under its output prefix: when, where, how long; never
+    credentials."""
     record = {
         "run_id": summary.run_id,
         "job": job.name,
@@ -526,7 +504,7 @@ def write_run_record(summary: RunSummary, job: JobConfig, storage_opts: dict) ->
         "input_mb_per_s": round(summary.input_mb_per_s, 3),
         "dataset_documents": summary.documents,
         "dataset_tokens": summary.tokens,
-        "tokenizer_sha256": summary.manifest.get("tokenizer", {}).get("sha256"),
+        "tokenizer_sha256": summary.manifest.tokenizer.sha256,
         "backend": summary.backend,
         "backend_reason": summary.backend_reason,
         "unit_seconds": round(summary.unit_seconds, 3),
@@ -534,8 +512,8 @@ def write_run_record(summary: RunSummary, job: JobConfig, storage_opts: dict) ->
         "identity_check_seconds": round(summary.check_seconds, 3),
         "checked_documents": summary.checked_documents,
     }
-    uri = storage.join(summary.output_uri, "_runs", f"{summary.run_id}.json")
     try:
-        storage.write_bytes(uri, dumps(record), storage_opts)
+        layout.write_run_record(summary.output_uri, summary.run_id, record, storage_options)
     except Exception:  # a run record is informative; the dataset is committed already
-        log.warning("could not write the run record %s", uri, exc_info=True)
+        log.warning("could not write the run record %s",
+                    layout.run_record_uri(summary.output_uri, summary.run_id), exc_info=True)

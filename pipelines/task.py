@@ -7,8 +7,9 @@ retried, duplicated or zombie attempt rewrites identical bytes.
 
 Under the ``fastokens`` backend every unit checks a sample of its documents against the
 HF reference before anything is kept (:class:`pipelines.identity.UnitCheck`); when an
-earlier unit's check failed and the driver switched the run to HF (``_backend.json``
-under the output prefix), a fastokens attempt still running writes no marker.
+earlier unit's check failed and the driver switched the run to HF (the backend switch
+under the output prefix, :mod:`pipelines.layout`), a fastokens attempt still running
+writes no marker.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import logging
 import time
 
-from pipelines import storage, worker_env
+from pipelines import layout, storage, worker_env
 from pipelines.errors import TokenizerError, TokenyardError
 from pipelines.formats import writer_for
 from pipelines.read import Reject, UnitReader
@@ -29,36 +30,20 @@ from pipelines.records import ShardFile, UnitOptions, UnitResult, WorkUnit
 log = logging.getLogger(__name__)
 
 
-def marker_uri(output_uri: str, index: int) -> str:
-    return storage.join(output_uri, "_units", f"{index:06d}.json")
-
-
-def shard_base(index: int) -> str:
-    return f"shards/{index:06d}"
-
-
-def rejects_path(index: int) -> str:
-    return f"rejects/{index:06d}.jsonl"
-
-
-def backend_switch_uri(output_uri: str) -> str:
-    """Written by the driver when fastokens disagreed with HF: the dataset uses HF."""
-    return storage.join(output_uri, "_backend.json")
-
-
 class BackendSwitched(TokenyardError):
     """The run switched to HF while this fastokens attempt ran; its work is not kept."""
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer_bytes(path: str, sha256: str, storage_key: str) -> bytes:
+def _tokenizer_bytes(path: str, sha256: str,
+                     storage_options: storage.StorageOptions) -> bytes:
     """The tokenizer file's bytes, checked against the plan.
 
     Only its absence or a change is a :class:`TokenizerError`; storage errors keep their
     class (a transient one is retried like any other) and bugs propagate as they are.
     """
     try:
-        data = storage.read_bytes(path, json.loads(storage_key))
+        data = storage.read_bytes(path, storage_options)
     except storage.StorageNotFoundError:
         raise TokenizerError(
             f"the tokenizer file {path} is gone: it was read when the job was planned and no "
@@ -76,7 +61,7 @@ def encoder_for(options: UnitOptions):
     from pipelines.tokenize import get_encoder
 
     data = _tokenizer_bytes(options.tokenizer_path, options.tokenizer_sha256,
-                            json.dumps(options.storage, sort_keys=True))
+                            options.storage_options)
     return get_encoder(data, eos=options.eos, bos=options.bos,
                        max_segment_chars=options.max_segment_chars, name=options.tokenizer_path,
                        backend=options.backend,
@@ -97,36 +82,14 @@ def warm_up(options: UnitOptions) -> None:
             log.debug("warm-up with %s: %s", backend, err)
 
 
-def read_marker(output_uri: str, index: int, storage_opts: dict) -> UnitResult | None:
-    """The unit's marker if it exists and parses; None otherwise."""
-    try:
-        raw = storage.read_bytes(marker_uri(output_uri, index), storage_opts)
-    except storage.StorageNotFoundError:
-        return None
-    try:
-        return UnitResult.from_dict(json.loads(raw))
-    except (ValueError, KeyError, TypeError):
-        log.warning("marker of unit %06d is unreadable; the unit will run again", index)
-        return None
-
-
-def marker_is_valid(result: UnitResult, fingerprint: str, output_uri: str,
-                    storage_opts: dict) -> bool:
-    """A marker counts only if it belongs to this plan and its files are all there."""
-    if result.fingerprint != fingerprint:
-        return False
-    files = list(result.files) + ([result.rejects] if result.rejects else [])
-    return all(storage.size_of(storage.join(output_uri, f.path), storage_opts) == f.size
-               for f in files)
-
-
 class _RejectSink:
-    """Writes ``rejects/NNNNNN.jsonl`` lazily: no file for a unit without rejects."""
+    """Writes the unit's rejects file lazily: no file for a unit without rejects."""
 
-    def __init__(self, output_uri: str, index: int, storage_opts: dict) -> None:
-        self.uri = storage.join(output_uri, rejects_path(index))
-        self.rel = rejects_path(index)
-        self.storage = storage_opts
+    def __init__(self, output_uri: str, index: int,
+                 storage_options: storage.StorageOptions) -> None:
+        self.rel = layout.rejects_path(index)
+        self.uri = layout.file_uri(output_uri, self.rel)
+        self.storage_options = storage_options
         self.lines: list[bytes] = []
 
     def __call__(self, reject: Reject) -> None:
@@ -137,7 +100,7 @@ class _RejectSink:
         if not self.lines:
             return None
         data = b"".join(self.lines)
-        storage.write_bytes(self.uri, data, self.storage)
+        storage.write_bytes(self.uri, data, self.storage_options)
         return ShardFile(self.rel, len(data), hashlib.sha256(data).hexdigest())
 
 
@@ -147,21 +110,21 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
 
     started = time.perf_counter()
     worker_env.apply()
-    existing = read_marker(options.output_uri, unit.index, options.storage)
-    if existing and marker_is_valid(existing, options.fingerprint, options.output_uri,
-                                    options.storage):
+    existing = layout.read_done_marker(options.output_uri, unit.index, options.fingerprint,
+                                       options.storage_options)
+    if existing is not None:
         log.info("unit %s is done already", unit.name)
         return existing
     encoder = encoder_for(options)
     check = UnitCheck(encoder, unit.name) if encoder.backend_name != "hf" else None
-    rejects = _RejectSink(options.output_uri, unit.index, options.storage)
+    rejects = _RejectSink(options.output_uri, unit.index, options.storage_options)
     writer_cls = writer_for(options.output_format)
     reader = UnitReader(options, rejects, doc_ids=writer_cls.needs_doc_ids)
     documents = tokens = 0
     max_id = -1
-    base = shard_base(unit.index)
-    with writer_cls(storage.join(options.output_uri, base), base, encoder.dtype,
-                    options.storage) as writer:
+    base = layout.shard_base(unit.index)
+    with writer_cls(layout.file_uri(options.output_uri, base), base, encoder.dtype,
+                    options.storage_options) as writer:
         for batch in reader.batches(unit.slices):
             if batch.streamed is not None:
                 # one huge document: its ids go to the shard as they are made
@@ -181,8 +144,8 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
                 max_id = max(max_id, int(ids.max()))
         if check is not None:
             check.finish()  # before the shard is kept
-    if check is not None and storage.exists(backend_switch_uri(options.output_uri),
-                                            options.storage):
+    if check is not None and layout.backend_switched(options.output_uri,
+                                                     options.storage_options):
         raise BackendSwitched(f"unit {unit.name}: the run switched to the hf backend while "
                               "this fastokens attempt ran; its marker was not written.")
     result = UnitResult(
@@ -197,8 +160,7 @@ def run_unit(options: UnitOptions, unit: WorkUnit) -> UnitResult:
         files=writer.files,
         rejects=rejects.commit(),
     )
-    storage.write_bytes(marker_uri(options.output_uri, unit.index), result.to_json(),
-                        options.storage)
+    layout.write_marker(options.output_uri, result, options.storage_options)
     log.info("unit %s: %d documents, %d tokens, %d rejected (%s)", unit.name, documents,
              tokens, reader.rejected, encoder.backend_name)
     return dataclasses.replace(

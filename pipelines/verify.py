@@ -1,6 +1,6 @@
 """Re-check a committed dataset the way a careful trainer would, before it trains on it.
 
-:func:`verify` reads ``manifest.json`` and checks, for every shard it lists: the files
+:func:`verify` reads the manifest and checks, for every shard it lists: the files
 are there with the size and sha256 the manifest gives; a Megatron ``.idx`` has the
 right header, the manifest's dtype, lengths that sum to the ``.bin`` size, pointers
 that are monotone and match the lengths, and document indices ``0..N``; a Parquet
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.errors import DatasetError, StorageNotFoundError
+from pipelines.records import Manifest, ManifestShard, ShardFile
 
 _CHUNK_BYTES = 16 * 2**20
 
@@ -50,14 +51,15 @@ class Report:
             raise DatasetError(self.output_uri, self.problems)
 
 
-def stream_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
-                    problems: list[str], on_chunk=None) -> bool:
+def stream_checked(uri: str, storage_options: storage.StorageOptions | None,
+                   expected_size: int, expected_sha: str, name: str, problems: list[str],
+                   on_chunk=None) -> bool:
     """Stream a file, checking size and sha256 against the manifest; ``on_chunk`` sees
     every chunk. False when the file is missing."""
     sha = hashlib.sha256()
     size = 0
     try:
-        with storage.open_input(uri, opts) as f:
+        with storage.open_input(uri, storage_options) as f:
             while chunk := f.read(_CHUNK_BYTES):
                 sha.update(chunk)
                 size += len(chunk)
@@ -74,18 +76,20 @@ def stream_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, 
     return True
 
 
-def _read_checked(uri: str, opts: dict, expected_size: int, expected_sha: str, name: str,
-                  problems: list[str], keep: bool) -> bytes | None:
-    """:func:`stream_checked`, returning the file's bytes when ``keep``."""
+def _read_checked(output_uri: str, file: ShardFile,
+                  storage_options: storage.StorageOptions | None,
+                  problems: list[str]) -> bytes | None:
+    """A listed file's bytes, checked by :func:`stream_checked`; None when missing."""
     kept: list[bytes] = []
-    found = stream_checked(uri, opts, expected_size, expected_sha, name, problems,
-                            kept.append if keep else None)
+    found = stream_checked(layout.file_uri(output_uri, file.path), storage_options, file.size,
+                           file.sha256, file.path, problems, kept.append)
     if not found:
         return None
     return b"".join(kept)
 
 
-def _scan_bin(uri: str, meta: dict, dtype: np.dtype, opts: dict,
+def _scan_bin(output_uri: str, file: ShardFile, dtype: np.dtype,
+              storage_options: storage.StorageOptions | None,
               problems: list[str]) -> int | None:
     """Stream a ``.bin``: check size and sha256; return its largest token id."""
     little = dtype.newbyteorder("<")
@@ -98,36 +102,40 @@ def _scan_bin(uri: str, meta: dict, dtype: np.dtype, opts: dict,
             state["max"] = max(state["max"], int(np.frombuffer(data[:whole], little).max()))
         state["carry"] = data[whole:]
 
-    if not stream_checked(uri, opts, meta["size"], meta["sha256"], meta["path"], problems,
-                           scan):
+    if not stream_checked(layout.file_uri(output_uri, file.path), storage_options, file.size,
+                          file.sha256, file.path, problems, scan):
         return None
     return state["max"]
 
 
-def _check_megatron(output_uri: str, shard: dict, files: dict[str, dict], manifest: dict,
-                    opts: dict, problems: list[str], vocab: int) -> tuple[int, int]:
+def _with_suffix(shard: ManifestShard, suffix: str) -> ShardFile | None:
+    return next((f for f in shard.files if f.path.endswith(suffix)), None)
+
+
+def _check_megatron(output_uri: str, shard: ManifestShard, manifest: Manifest,
+                    storage_options: storage.StorageOptions | None, problems: list[str],
+                    vocab: int) -> tuple[int, int]:
     from pipelines.formats.megatron import parse_index
 
-    bin_f = next((f for p, f in files.items() if p.endswith(".bin")), None)
-    idx_f = next((f for p, f in files.items() if p.endswith(".idx")), None)
-    unit = shard.get("unit")
+    bin_suffix, idx_suffix = layout.SHARD_SUFFIXES["megatron"]
+    bin_f, idx_f = _with_suffix(shard, bin_suffix), _with_suffix(shard, idx_suffix)
     if bin_f is None or idx_f is None:
-        problems.append(f"unit {unit}: the manifest lists no .bin/.idx pair")
+        problems.append(f"unit {shard.unit}: the manifest lists no {bin_suffix}/{idx_suffix} "
+                        "pair")
         return 0, 0
     try:
-        dtype = np.dtype(manifest.get("dtype"))
+        dtype = np.dtype(manifest.dtype)
     except TypeError:
-        problems.append(f"manifest.json: unknown dtype {manifest.get('dtype')!r}")
+        problems.append(f"{layout.MANIFEST}: unknown dtype {manifest.dtype!r}")
         return 0, 0
-    max_id = _scan_bin(storage.join(output_uri, bin_f["path"]), bin_f, dtype, opts, problems)
+    max_id = _scan_bin(output_uri, bin_f, dtype, storage_options, problems)
     if max_id is not None and vocab and max_id >= vocab:
-        problems.append(f"{bin_f['path']}: token id {max_id} is outside the vocabulary "
+        problems.append(f"{bin_f.path}: token id {max_id} is outside the vocabulary "
                         f"(size {vocab})")
-    raw_idx = _read_checked(storage.join(output_uri, idx_f["path"]), opts, idx_f["size"],
-                            idx_f["sha256"], idx_f["path"], problems, keep=True)
+    raw_idx = _read_checked(output_uri, idx_f, storage_options, problems)
     if raw_idx is None:
         return 0, 0
-    name = idx_f["path"]
+    name = idx_f.path
     try:
         index = parse_index(raw_idx)
     except (ValueError, struct.error) as err:
@@ -150,25 +158,26 @@ def _check_megatron(output_uri: str, shard: dict, files: dict[str, dict], manife
     if not np.array_equal(index.document_indices, np.arange(n + 1)):
         problems.append(f"{name}: document indices are not 0..{n}")
     tokens = int(lengths.sum())
-    if tokens * dtype.itemsize != bin_f["size"]:
+    if tokens * dtype.itemsize != bin_f.size:
         problems.append(f"{name}: lengths sum to {tokens} tokens ({tokens * dtype.itemsize} "
-                        f"bytes), {bin_f['path']} is {bin_f['size']} bytes in the manifest")
+                        f"bytes), {bin_f.path} is {bin_f.size} bytes in the manifest")
     return n, tokens
 
 
-def _check_parquet(output_uri: str, shard: dict, files: dict[str, dict], opts: dict,
+def _check_parquet(output_uri: str, shard: ManifestShard,
+                   storage_options: storage.StorageOptions | None,
                    problems: list[str], vocab: int) -> tuple[int, int]:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    pf_meta = next((f for p, f in files.items() if p.endswith(".parquet")), None)
-    if pf_meta is None:
-        problems.append(f"unit {shard.get('unit')}: the manifest lists no .parquet file")
+    suffix = layout.data_suffix("parquet")
+    file = _with_suffix(shard, suffix)
+    if file is None:
+        problems.append(f"unit {shard.unit}: the manifest lists no {suffix} file")
         return 0, 0
-    name = pf_meta["path"]
-    raw = _read_checked(storage.join(output_uri, name), opts, pf_meta["size"],
-                        pf_meta["sha256"], name, problems, keep=True)
+    name = file.path
+    raw = _read_checked(output_uri, file, storage_options, problems)
     if raw is None:
         return 0, 0
     try:
@@ -193,11 +202,13 @@ def _check_parquet(output_uri: str, shard: dict, files: dict[str, dict], opts: d
     return table.num_rows, int(lengths.sum())
 
 
-def _check_rejects(output_uri: str, manifest: dict, opts: dict, problems: list[str]) -> int:
+def _check_rejects(output_uri: str, manifest: Manifest,
+                   storage_options: storage.StorageOptions | None,
+                   problems: list[str]) -> int:
     total = 0
-    for entry in manifest.get("rejects", []):
-        raw = _read_checked(storage.join(output_uri, entry["path"]), opts, entry["size"],
-                            entry["sha256"], entry["path"], problems, keep=True)
+    for entry in manifest.rejects:
+        file = ShardFile(entry.path, entry.size, entry.sha256)
+        raw = _read_checked(output_uri, file, storage_options, problems)
         if raw is None:
             continue
         records = 0
@@ -205,101 +216,95 @@ def _check_rejects(output_uri: str, manifest: dict, opts: dict, problems: list[s
             try:
                 records += int(json.loads(line).get("records", 1))
             except (ValueError, AttributeError):
-                problems.append(f"{entry['path']}: line {n} is not a JSON reject record")
-        if records != entry.get("records"):
-            problems.append(f"{entry['path']}: {records} rejected records, the manifest says "
-                            f"{entry.get('records')}")
+                problems.append(f"{entry.path}: line {n} is not a JSON reject record")
+        if records != entry.records:
+            problems.append(f"{entry.path}: {records} rejected records, the manifest says "
+                            f"{entry.records}")
         total += records
     return total
 
 
-def _check_markers(output_uri: str, manifest: dict, opts: dict, problems: list[str]) -> None:
-    from pipelines.task import read_marker
-
-    for shard in manifest.get("shards", []):
-        unit = shard.get("unit")
-        marker = read_marker(output_uri, unit, opts)
+def _check_markers(output_uri: str, manifest: Manifest,
+                   storage_options: storage.StorageOptions | None,
+                   problems: list[str]) -> None:
+    for shard in manifest.shards:
+        unit = layout.unit_name(shard.unit)
+        marker = layout.read_marker(output_uri, shard.unit, storage_options)
         if marker is None:
-            problems.append(f"unit {unit:06d}: its marker is missing or unreadable")
+            problems.append(f"unit {unit}: its marker is missing or unreadable")
             continue
-        if marker.fingerprint != manifest.get("fingerprint"):
-            problems.append(f"unit {unit:06d}: its marker belongs to another plan")
-        if marker.documents != shard.get("documents") or marker.tokens != shard.get("tokens"):
-            problems.append(f"unit {unit:06d}: the marker says {marker.documents} documents and "
-                            f"{marker.tokens} tokens, the manifest {shard.get('documents')} and "
-                            f"{shard.get('tokens')}")
+        if marker.fingerprint != manifest.fingerprint:
+            problems.append(f"unit {unit}: its marker belongs to another plan")
+        if marker.documents != shard.documents or marker.tokens != shard.tokens:
+            problems.append(f"unit {unit}: the marker says {marker.documents} documents and "
+                            f"{marker.tokens} tokens, the manifest {shard.documents} and "
+                            f"{shard.tokens}")
 
 
-def verify(output_uri: str, storage_opts: dict | None = None, *,
+def verify(output_uri: str, storage_options: storage.StorageOptions | None = None, *,
            on_shard: Callable[[int, int], None] | None = None) -> Report:
     """Check a committed dataset; the report lists every problem found."""
-    opts = storage_opts or {}
     output_uri = output_uri.rstrip("/")
     report = Report(output_uri)
     problems = report.problems
     try:
-        raw = storage.read_bytes(storage.join(output_uri, "manifest.json"), opts)
-    except StorageNotFoundError:
-        problems.append("manifest.json is missing: the dataset was never committed (see "
+        manifest = layout.read_manifest(output_uri, storage_options)
+    except DatasetError as err:
+        problems.extend(err.problems)
+        return report
+    if manifest is None:
+        problems.append(f"{layout.MANIFEST} is missing: the dataset was never committed (see "
                         "'tokenyard status')")
         return report
-    try:
-        manifest = json.loads(raw)
-        shards = manifest["shards"]
-        fmt = manifest["format"]
-    except (ValueError, KeyError, TypeError) as err:
-        problems.append(f"manifest.json is not a tokenyard manifest ({err})")
-        return report
-    vocab = int(manifest.get("tokenizer", {}).get("vocab_size") or 0)
+    vocab = manifest.tokenizer.vocab_size or 0
     documents = tokens = 0
-    for i, shard in enumerate(shards):
-        files = {f["path"]: f for f in shard.get("files", [])}
-        report.files += len(files)
-        report.bytes += sum(f["size"] for f in files.values())
-        if fmt == "megatron":
-            n, t = _check_megatron(output_uri, shard, files, manifest, opts, problems, vocab)
-        elif fmt == "parquet":
-            n, t = _check_parquet(output_uri, shard, files, opts, problems, vocab)
+    for i, shard in enumerate(manifest.shards):
+        report.files += len(shard.files)
+        report.bytes += sum(f.size for f in shard.files)
+        if manifest.format == "megatron":
+            n, t = _check_megatron(output_uri, shard, manifest, storage_options, problems,
+                                   vocab)
+        elif manifest.format == "parquet":
+            n, t = _check_parquet(output_uri, shard, storage_options, problems, vocab)
         else:
-            problems.append(f"manifest.json: unknown format {fmt!r}")
+            problems.append(f"{layout.MANIFEST}: unknown format {manifest.format!r}")
             return report
-        unit = shard.get("unit")
-        if n != shard.get("documents"):
-            problems.append(f"unit {unit:06d}: {n} documents in its shard, the manifest says "
-                            f"{shard.get('documents')}")
-        if t != shard.get("tokens"):
-            problems.append(f"unit {unit:06d}: {t} tokens in its shard, the manifest says "
-                            f"{shard.get('tokens')}")
+        unit = layout.unit_name(shard.unit)
+        if n != shard.documents:
+            problems.append(f"unit {unit}: {n} documents in its shard, the manifest says "
+                            f"{shard.documents}")
+        if t != shard.tokens:
+            problems.append(f"unit {unit}: {t} tokens in its shard, the manifest says "
+                            f"{shard.tokens}")
         documents += n
         tokens += t
         report.shards += 1
         if on_shard:
-            on_shard(i + 1, len(shards))
+            on_shard(i + 1, len(manifest.shards))
     report.documents, report.tokens = documents, tokens
-    rejected = _check_rejects(output_uri, manifest, opts, problems)
-    _check_markers(output_uri, manifest, opts, problems)
-    totals = manifest.get("totals", {})
-    if totals.get("documents") != documents:
+    rejected = _check_rejects(output_uri, manifest, storage_options, problems)
+    _check_markers(output_uri, manifest, storage_options, problems)
+    totals = manifest.totals
+    if totals.documents != documents:
         problems.append(f"totals: {documents} documents in the shards, the manifest says "
-                        f"{totals.get('documents')}")
-    if totals.get("tokens") != tokens:
+                        f"{totals.documents}")
+    if totals.tokens != tokens:
         problems.append(f"totals: {tokens} tokens in the shards, the manifest says "
-                        f"{totals.get('tokens')}")
-    if totals.get("rejected") != rejected:
-        problems.append(f"totals: {rejected} records in rejects/, the manifest says "
-                        f"{totals.get('rejected')}")
-    records = totals.get("records")
-    if records != documents + rejected:
-        problems.append(f"reconciliation: records in ({records}) != documents out "
+                        f"{totals.tokens}")
+    if totals.rejected != rejected:
+        problems.append(f"totals: {rejected} records in {layout.REJECTS}/, the manifest says "
+                        f"{totals.rejected}")
+    if totals.records != documents + rejected:
+        problems.append(f"reconciliation: records in ({totals.records}) != documents out "
                         f"({documents}) + rejected ({rejected})")
-    if totals.get("units") is not None and totals["units"] != len(shards):
-        problems.append(f"totals: {len(shards)} shards listed, the manifest says "
-                        f"{totals['units']} units")
+    if totals.units != len(manifest.shards):
+        problems.append(f"totals: {len(manifest.shards)} shards listed, the manifest says "
+                        f"{totals.units} units")
     return report
 
 
-def check(output_uri: str, storage_opts: dict | None = None) -> Report:
+def check(output_uri: str, storage_options: storage.StorageOptions | None = None) -> Report:
     """:func:`verify`, raising :class:`DatasetError` when anything is wrong."""
-    report = verify(output_uri, storage_opts)
+    report = verify(output_uri, storage_options)
     report.raise_for_problems()
     return report

@@ -114,8 +114,8 @@ def test_bad_record_is_rejected_with_reason_under_skip(tmp_path, tokenizer_file,
     assert summary.documents == len(GOOD) and summary.rejected == 1
     [reject] = rejects_of(tmp_path / "out")
     assert reject["source"] == name and reject["line"] == 4 and what in reject["reason"]
-    recon = summary.manifest["reconciliation"]
-    assert recon["records_in"] == recon["documents_out"] + recon["rejected"] == len(GOOD) + 1
+    recon = summary.manifest.reconciliation
+    assert recon.records_in == recon.documents_out + recon.rejected == len(GOOD) + 1
 
 
 @pytest.mark.parametrize("case", sorted(FILE_CASES))
@@ -129,9 +129,9 @@ def test_bad_file_under_both_modes(tmp_path, tokenizer_file, case):
     rejects = rejects_of(tmp_path / "out")
     assert [r["source"] for r in rejects] == [name]
     assert what in rejects[0]["reason"] and rejects[0]["records"] == records
-    recon = summary.manifest["reconciliation"]
-    assert recon["balanced"] and recon["rejected"] == records
-    assert recon["records_in"] == recon["documents_out"] + recon["rejected"]
+    recon = summary.manifest.reconciliation
+    assert recon.balanced and recon.rejected == records
+    assert recon.records_in == recon.documents_out + recon.rejected
 
 
 def test_missing_input_prefix(tmp_path, tokenizer_file):

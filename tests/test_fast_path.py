@@ -19,7 +19,7 @@ from pipelines.config import parse_job
 from pipelines.errors import RunFailedError, TokenizerError
 from pipelines.plan import make_plan
 from pipelines.progress import NO_PROGRESS
-from pipelines.records import UnitOptions
+from pipelines.records import TokenizerFacts, UnitOptions
 from pipelines.run import plan_job, prepare, run_job, storage_of, unit_options
 from pipelines.task import run_unit
 from pipelines.testing.corpus import write_jsonl
@@ -226,8 +226,9 @@ def test_96_mib_in_8_files_plans_enough_units_for_two_workers(tmp_path, tokenize
             f.truncate(12 * 2**20)
     job = parse_job(make_job(str(raw), str(tokenizer_file), str(tmp_path / "out"),
                              **{"plan.target_unit_bytes": "auto"}))
-    plan = make_plan(job, {"sha256": "0" * 64}, storage_of(job))
-    assert plan.options["target_unit_bytes"] == 8 * 2**20
+    facts = TokenizerFacts("t.json", "0" * 64, 512, "uint16", None, None, None, None)
+    plan = make_plan(job, facts, storage_of(job))
+    assert plan.options.target_unit_bytes == 8 * 2**20
     assert len(plan.units) >= 8
     biggest = max(u.input_bytes for u in plan.units)
     assert biggest <= plan.input_bytes / 8  # no worker of two waits on one big unit
@@ -244,7 +245,7 @@ def test_an_auto_unit_size_is_kept_by_the_dataset(tmp_path, tokenizer_file):
     assert isinstance(saved, int)
     # the rule could change, or the file grow by a record: the saved size is used still
     plan = plan_job(job)
-    assert plan.options["target_unit_bytes"] == saved
+    assert plan.options.target_unit_bytes == saved
     assert run_job(job).already_committed
 
 
@@ -257,5 +258,5 @@ def test_unit_options_carry_the_backend_and_special_token_rule(corpus, tmp_path)
     options: UnitOptions = unit_options(job, plan, storage_of(job), "fastokens")
     assert options.backend == "fastokens" and options.requested_backend == "auto"
     assert options.split_special_tokens is False
-    assert "split_special_tokens" not in plan.options  # false: as plans before the option
+    assert "split_special_tokens" not in plan.options.to_dict()  # as plans before the option
     assert os.environ.get("TOKENYARD_CACHE_DIR")

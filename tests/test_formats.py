@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from pipelines.formats.megatron import MegatronReader, MegatronWriter, dtype_for, parse_index
 from pipelines.formats.parquet import ParquetShardReader, ParquetShardWriter
+from pipelines.storage import StorageOptions
 
 DOCS = [np.array([5, 6, 7], np.uint16), np.array([], np.uint16), np.array([9], np.uint16),
         np.array([1, 2, 3, 4], np.uint16)]
@@ -19,7 +20,7 @@ DOCS = [np.array([5, 6, 7], np.uint16), np.array([], np.uint16), np.array([9], n
 
 def write_megatron(tmp_path, docs, dtype):
     base = str(tmp_path / "shards" / "000000")
-    with MegatronWriter(base, "shards/000000", dtype, {}) as w:
+    with MegatronWriter(base, "shards/000000", dtype, StorageOptions()) as w:
         flat = np.concatenate(docs).astype(dtype)
         w.write(flat, np.array([len(d) for d in docs], np.int64), ["x"] * len(docs))
     return base, w.files
@@ -71,7 +72,7 @@ def test_empty_shard_is_valid(tmp_path):
 
 def test_parquet_rows(tmp_path):
     base = str(tmp_path / "000000")
-    with ParquetShardWriter(base, "shards/000000", np.uint16, {}) as w:
+    with ParquetShardWriter(base, "shards/000000", np.uint16, StorageOptions()) as w:
         w.write(np.array([5, 6, 7, 9], np.uint16), np.array([3, 1]), ["a", "b"])
         w.write(np.array([1], np.uint16), np.array([1]), ["c"])
     table = pq.read_table(base + ".parquet")

@@ -68,10 +68,10 @@ def fault(monkeypatch):
     real = storage.read_bytes
 
     def inject(uri: str, cause: BaseException):
-        def read_bytes(u, storage_opts=None, **kw):
+        def read_bytes(u, storage_options=None, **kw):
             if u == uri:
-                raise storage.translate_error(cause, u, "read", storage_opts) from cause
-            return real(u, storage_opts, **kw)
+                raise storage.translate_error(cause, u, "read", storage_options) from cause
+            return real(u, storage_options, **kw)
 
         monkeypatch.setattr(storage, "read_bytes", read_bytes)
 
@@ -100,7 +100,7 @@ def test_loading_the_tokenizer_keeps_the_storage_error_class(tmp_path, tokenizer
     assert retryable(err.value) is transient
     _tokenizer_bytes.cache_clear()
     with pytest.raises(expected) as err:  # in a worker
-        _tokenizer_bytes(str(tokenizer_file), "0" * 64, "{}")
+        _tokenizer_bytes(str(tokenizer_file), "0" * 64, storage.StorageOptions())
     assert retryable(err.value) is transient and not isinstance(err.value, TokenizerError)
 
 
@@ -108,7 +108,7 @@ def test_a_tokenizer_gone_since_planning_is_a_tokenizer_error(tmp_path):
     from pipelines.task import _tokenizer_bytes
 
     with pytest.raises(TokenizerError, match="is gone"):
-        _tokenizer_bytes(str(tmp_path / "gone.json"), "0" * 64, "{}")
+        _tokenizer_bytes(str(tmp_path / "gone.json"), "0" * 64, storage.StorageOptions())
 
 
 def test_a_bug_as_first_failure_is_reported_as_a_bug():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from pipelines import catalog, nightly, nightly_kubernetes, storage
 from pipelines.config import parse_job
 from pipelines.errors import ConfigError
+from pipelines.records import Manifest, Reconciliation, TokenizerFacts, Totals
 
 DAY1, DAY2, DAY3 = "2026-11-20", "2026-11-21", "2026-11-22"
 
@@ -74,8 +76,8 @@ def test_partition_mode_on_s3_versions_catalog_rerun_and_skip(s3, tokenizer_file
     assert [v["version"] for v in cat["versions"]] == [f"v={DAY1}", f"v={DAY2}"]
     assert cat["latest"] == f"v={DAY2}"
     assert cat["tokenizer"]["sha256"] == first_manifest_sha(s3, DAY1)
-    entry, manifest = catalog.latest("s3://tok/books", storage.storage_options())
-    assert entry["manifest"] == f"v={DAY2}/manifest.json" and manifest["totals"]["documents"] == 2
+    entry, manifest = catalog.latest("s3://tok/books", storage.StorageOptions())
+    assert entry["manifest"] == f"v={DAY2}/manifest.json" and manifest.totals.documents == 2
 
     before = s3.listing("s3://tok/books")
     again = nightly.run_night(base, DAY1)
@@ -104,7 +106,7 @@ def test_watermark_mode_takes_only_new_objects_and_reruns_are_no_ops(tmp_path, t
     (raw / "c.jsonl").write_bytes(jsonl("delta", "epsilon"))
     second = nightly.run_night(base, DAY2)
     assert (second.input_files, second.documents) == (1, 2)
-    marks = nightly.load_watermark(str(root), {})
+    marks = nightly.load_watermark(str(root), storage.StorageOptions())
     assert {k.rsplit("/", 1)[1]: (v["version"], v["state"]) for k, v in marks.items()} == {
         "a.jsonl": (f"v={DAY1}", "committed"), "b.jsonl": (f"v={DAY1}", "committed"),
         "c.jsonl": (f"v={DAY2}", "committed")}
@@ -153,10 +155,11 @@ def test_another_tokenizer_is_refused_by_the_catalog(tmp_path, tokenizer_file, t
     assert not (tmp_path / "tok" / f"v={DAY2}").exists()  # refused before any work
 
     # the catalog itself refuses too, whoever calls it
-    manifest = json.loads((tmp_path / "tok" / f"v={DAY1}" / "manifest.json").read_bytes())
-    manifest["tokenizer"]["sha256"] = "0" * 64
+    manifest = Manifest.from_json((tmp_path / "tok" / f"v={DAY1}" / "manifest.json").read_bytes())
+    manifest = replace(manifest, tokenizer=replace(manifest.tokenizer, sha256="0" * 64))
     with pytest.raises(catalog.CatalogTokenizerMismatchError):
-        catalog.add_version(root, catalog.entry_of("v=x", DAY2, manifest, 1), manifest, {})
+        catalog.add_version(root, catalog.entry_of("v=x", DAY2, manifest, 1), manifest,
+                            storage.StorageOptions())
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])
@@ -179,17 +182,19 @@ def test_conditional_writes(where, request, tmp_path):
 
 def test_concurrent_catalog_updates_lose_nothing(s3, tokenizer_file):
     s3.bucket("tok")
-    manifest = {"fingerprint": "f" * 64, "format": "megatron", "dtype": "uint16",
-                "tokenizer": {"name": "t.json", "sha256": "a" * 64, "vocab_size": 512},
-                "shards": [], "totals": {"documents": 1, "tokens": 2, "records": 1,
-                                         "rejected": 0, "input_bytes": 3}}
+    manifest = Manifest(
+        job="j", fingerprint="f" * 64, format="megatron",
+        tokenizer=TokenizerFacts("t.json", "a" * 64, 512, "uint16", None, None, None, None),
+        max_token_id=9, shards=(), rejects=(),
+        totals=Totals(units=0, documents=1, tokens=2, records=1, rejected=0, input_bytes=3),
+        reconciliation=Reconciliation(1, 1, 0, True))
     days = [f"2026-11-{d:02d}" for d in range(1, 9)]
     errors = []
 
     def publish(ds):
         try:
             catalog.add_version("s3://tok/root", catalog.entry_of(f"v={ds}", ds, manifest, 1),
-                                manifest, storage.storage_options())
+                                manifest, storage.StorageOptions())
         except Exception as err:  # collected and asserted below
             errors.append(err)
 
@@ -199,7 +204,7 @@ def test_concurrent_catalog_updates_lose_nothing(s3, tokenizer_file):
     for t in threads:
         t.join()
     assert not errors
-    cat = catalog.load("s3://tok/root", storage.storage_options())
+    cat = catalog.load("s3://tok/root", storage.StorageOptions())
     assert [v["ds"] for v in cat["versions"]] == days and cat["latest"] == f"v={days[-1]}"
 
 

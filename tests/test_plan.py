@@ -12,11 +12,13 @@ from pipelines.config import parse_job
 from pipelines.plan import cut_units, list_inputs
 from pipelines.read import UnitReader
 from pipelines.records import UnitOptions
+from pipelines.storage import StorageOptions
 from tests.conftest import write_jsonl
 
 
 def options(**kw) -> UnitOptions:
-    base = dict(fingerprint="f", output_uri="o", output_format="megatron", storage={},
+    base = dict(fingerprint="f", output_uri="o", output_format="megatron",
+                storage_options=StorageOptions(),
                 tokenizer_path="t", tokenizer_sha256="s", eos=None, bos=None,
                 text_field="text", id_field="id", batch_documents=7,
                 max_segment_chars=4096, on_error="fail")
@@ -27,7 +29,7 @@ def options(**kw) -> UnitOptions:
 def plan_units(tmp_path, target):
     job = parse_job({"name": "j", "input": {"uri": str(tmp_path / "raw")},
                      "tokenizer": {"path": "t"}, "output": {"uri": "o"}})
-    return cut_units(list(list_inputs(job, {})), target, {})
+    return cut_units(list(list_inputs(job, StorageOptions())), target, StorageOptions())
 
 
 def read_all(units, opts=None):

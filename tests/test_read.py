@@ -18,13 +18,15 @@ from pipelines.config import parse_job
 from pipelines.plan import detect
 from pipelines.read import Document, Reject, UnitReader
 from pipelines.records import InputFile, Slice, UnitOptions
+from pipelines.storage import StorageOptions
 from pipelines.run import run_job
 from pipelines.streams import StreamDamaged, chunks
 from tests.conftest import local_tree, make_job
 
 
 def options(on_error: str = "skip", **extra) -> UnitOptions:
-    return UnitOptions(fingerprint="f", output_uri="", output_format="megatron", storage={},
+    return UnitOptions(fingerprint="f", output_uri="", output_format="megatron",
+                       storage_options=StorageOptions(),
                        tokenizer_path="", tokenizer_sha256="", eos=None, bos=None,
                        text_field="text", id_field="id", batch_documents=None,
                        max_segment_chars=32768, on_error=on_error, **extra)

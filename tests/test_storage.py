@@ -63,5 +63,36 @@ def test_throttling_is_retried_with_backoff_then_reported():
     with pytest.raises(TransientStorageError) as err:
         storage.RetryPolicy(attempts=2, base_delay_s=0.01).call(
             lambda: throttled() and throttled() and throttled(), uri="s3://b/k",
-            operation="write", storage={"endpoint_url": "http://127.0.0.1:9"})
+            operation="write",
+            storage_options=storage.StorageOptions(endpoint_url="http://127.0.0.1:9"))
     assert "SlowDown" in str(err.value) and "http://127.0.0.1:9" in str(err.value)
+
+
+def test_storage_options_are_one_frozen_picklable_hashable_value():
+    import pickle
+
+    from pipelines.errors import ConfigError
+
+    opts = storage.StorageOptions(endpoint_url="http://127.0.0.1:9000", region="eu-west-1")
+    assert pickle.loads(pickle.dumps(opts)) == opts
+    assert {opts: 1}[storage.StorageOptions.of({"endpoint_url": "http://127.0.0.1:9000",
+                                                "region": "eu-west-1"})] == 1
+    assert storage.StorageOptions.of(None) == storage.StorageOptions()
+    assert storage.StorageOptions.of(opts) is opts
+    with pytest.raises(ConfigError, match="unknown storage option 'aws_secret_access_key'"):
+        storage.StorageOptions.of({"aws_secret_access_key": "x"})
+    with pytest.raises(AttributeError):
+        opts.anon = True  # type: ignore[misc]
+
+
+def test_the_request_settings_stay_as_written_after_clients_use_them(s3):
+    """botocore rewrites the retries dict it is given (max_attempts into
+    total_max_attempts); each filesystem gets its own copy, so S3_CONFIG keeps saying
+    what the retry-stack table was computed from."""
+    import copy
+
+    before = copy.deepcopy(storage.S3_CONFIG)
+    s3.bucket("cfg")
+    storage.write_bytes("s3://cfg/x", b"x")
+    assert storage.read_bytes("s3://cfg/x") == b"x"
+    assert storage.S3_CONFIG == before

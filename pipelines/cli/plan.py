@@ -31,15 +31,15 @@ def _output_state(found) -> str:
     from pipelines import commit
 
     if found.committed:
-        totals = found.manifest["totals"]
-        return (f"committed already ({totals['documents']:,} documents, {totals['tokens']:,} "
+        totals = found.manifest.totals
+        return (f"committed already ({totals.documents:,} documents, {totals.tokens:,} "
                 "tokens): a run does nothing")
     if found.differences:
         return ("holds another job's plan (" + "; ".join(found.differences) + "): a run "
                 "refuses; --restart deletes it first")
     if found.saved is None:
         return "empty: a run starts here"
-    done = commit.done_units(found.plan, found.output_uri, found.storage)
+    done = commit.done_units(found.plan, found.output_uri, found.storage_options)
     return f"{len(done)} of {len(found.plan.units)} units done: a run resumes"
 
 
@@ -57,11 +57,12 @@ def handle(args: argparse.Namespace) -> int:
     est = estimate(plan, workers, choice.backend, job.engine.kind)
     print(f"job {plan.job}  fingerprint {plan.fingerprint[:16]}")
     print(f"inputs     {len(plan.inputs)} files, {human_bytes(sum(f.size for f in plan.inputs))}")
-    target = plan.options["target_unit_bytes"]
+    target = plan.options.target_unit_bytes
     how = "auto, from the input size" if job.plan.target_unit_bytes == "auto" else "set"
     print(f"units      {len(plan.units)} (target {human_bytes(target)} each: {how})")
-    print(f"tokenizer  {plan.tokenizer['name']} (vocab {plan.tokenizer['vocab_size']}, "
-          f"{plan.tokenizer['dtype']}, sha256 {plan.tokenizer['sha256'][:12]})")
+    tok = plan.tokenizer
+    print(f"tokenizer  {tok.name} (vocab {tok.vocab_size}, {tok.dtype}, "
+          f"sha256 {tok.sha256[:12]})")
     print(f"backend    {choice.backend} ({choice.reason})")
     print(f"output     {job.output.uri} ({job.output.format}): {_output_state(found)}")
     busy = "" if est.busy_workers >= workers else \

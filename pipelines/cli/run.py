@@ -159,18 +159,21 @@ def _engine_kwargs(args, job) -> dict:
 
 def print_summary(summary, out=None) -> None:
     """The closing lines of a run: the dataset's totals, then what this run did."""
+    from pipelines import layout
+
     out = out if out is not None else sys.stdout
     if summary.already_committed:
         print(f"{summary.output_uri} is committed already: {human(summary.documents)} documents, "
               f"{human(summary.tokens)} tokens. Nothing to do.", file=out)
         return
-    print(f"committed {summary.output_uri}/manifest.json", file=out)
+    print(f"committed {layout.manifest_uri(summary.output_uri)}", file=out)
     print(f"  units      {summary.units} ({summary.units_run} run now, {summary.units_skipped} "
           f"done before)", file=out)
     print(f"  documents  {summary.documents:,}", file=out)
     print(f"  tokens     {summary.tokens:,}", file=out)
     print(f"  rejected   {summary.rejected:,}"
-          + (f" (see {summary.output_uri}/rejects/)" if summary.rejected else ""), file=out)
+          + (f" (see {layout.file_uri(summary.output_uri, layout.REJECTS)}/)"
+             if summary.rejected else ""), file=out)
     print(f"  this run   {summary.units_run} unit(s), {summary.run_tokens:,} tokens from "
           f"{human_bytes(summary.run_input_bytes)} in {duration(summary.seconds)}: "
           f"{human(summary.tokens_per_s)} tokens/s, {summary.input_mb_per_s:.1f} MB/s", file=out)

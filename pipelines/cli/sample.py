@@ -47,14 +47,14 @@ def handle(args: argparse.Namespace) -> int:
         if value < (1 if name in ("seq_len", "count") else 0):
             raise ConfigError(f"--{name.replace('_', '-')} must be at least "
                               f"{1 if name in ('seq_len', 'count') else 0}, not {value}.")
-    opts = storage.storage_options(endpoint_url=args.endpoint_url)
+    storage_options = storage.StorageOptions(endpoint_url=args.endpoint_url)
     ds = SequenceDataset(args.output.rstrip("/") or args.output, args.seq_len, seed=args.seed,
-                         storage=opts, boundaries=True,
+                         storage_options=storage_options, boundaries=True,
                          order=Order(shuffle=not args.no_shuffle),
                          cache=CacheSettings(directory=args.cache_dir, prefetch_samples=0))
     info = ds.tokenizer
     where, data = find_tokenizer(info, [v.uri for s in ds.sources for v in s.versions],
-                                 args.tokenizer, opts)
+                                 args.tokenizer, storage_options)
     tokenizer = Tokenizer.from_str(data.decode("utf-8"))
     per_epoch = ds.samples_per_epoch
     if args.start >= per_epoch:

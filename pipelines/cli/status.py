@@ -18,8 +18,8 @@ def handle(args: argparse.Namespace) -> int:
     from pipelines.cli.verify import output_location
     from pipelines.commit import status
 
-    opts = output_location(args)
-    st = status(args.output.rstrip("/"), opts)
+    storage_options = output_location(args)
+    st = status(args.output.rstrip("/"), storage_options)
     if not st.planned:
         print(f"{st.output_uri}: no tokenyard plan here (nothing has run against this prefix)")
         return 1

@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
     from pipelines.config import load_job
     from pipelines.errors import ConfigError
     from pipelines.plan import make_plan
-    from pipelines.records import UnitOptions
+    from pipelines.records import TokenizerFacts, UnitOptions
     from pipelines.run import storage_of
     from pipelines.sample import sample_texts
     from pipelines.train import train_bpe
@@ -54,19 +54,23 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sample-bytes {args.sample_bytes!r} is not a positive size "
                           "(e.g. 50MB).")
     specials = args.special_tokens or [t for t in (job.tokenizer.eos, job.tokenizer.bos) if t]
-    opts = storage_of(job)
-    if storage.is_local(args.output) and storage.is_folder(args.output, opts):
+    storage_options = storage_of(job)
+    if storage.is_local(args.output) and storage.is_folder(args.output, storage_options):
         raise ConfigError(f"--output {args.output} is a folder; give the path of the file to "
                           f"write, e.g. {storage.join(args.output, 'tokenizer.json')}.")
-    if not args.overwrite and storage.size_of(args.output, opts) is not None:
+    if not args.overwrite and storage.size_of(args.output, storage_options) is not None:
         raise ConfigError(
             f"--output {args.output} exists already; replacing a tokenizer changes the token "
             "ids of every dataset made with it, so nothing was trained or written.",
             hint="Write to a new path, or pass --overwrite to replace it.")
-    plan = make_plan(job, {"sha256": "-", "name": "-"}, opts)
+    # the tokenizer is what this trains: the plan only cuts the inputs for the sample
+    none_yet = TokenizerFacts(name="-", sha256="-", vocab_size=0, dtype="", eos=None,
+                              eos_id=None, bos=None, bos_id=None)
+    plan = make_plan(job, none_yet, storage_options)
     unit_opts = UnitOptions(
         fingerprint=plan.fingerprint, output_uri="", output_format=job.output.format,
-        storage=opts, tokenizer_path="", tokenizer_sha256="", eos=None, bos=None,
+        storage_options=storage_options, tokenizer_path="", tokenizer_sha256="", eos=None,
+        bos=None,
         text_field=job.input.text_field, id_field=None,
         batch_documents=job.tokenizer.batch_documents,
         max_segment_chars=job.tokenizer.max_segment_chars, on_error="skip")
@@ -83,7 +87,7 @@ def handle(args: argparse.Namespace) -> int:
                          min_frequency=args.min_frequency)
     except ValueError as err:
         raise ConfigError(f"cannot train: {err}.") from None
-    storage.write_bytes(args.output, data, opts)
+    storage.write_bytes(args.output, data, storage_options)
     from tokenizers import Tokenizer
 
     vocab = Tokenizer.from_str(data.decode()).get_vocab_size(with_added_tokens=True)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pipelines.cli.display import human, human_bytes
+
+if TYPE_CHECKING:
+    from pipelines.storage import StorageOptions
 
 
 def register(sub) -> None:
@@ -21,9 +25,9 @@ def register(sub) -> None:
     p.set_defaults(handler=handle)
 
 
-def output_location(args: argparse.Namespace) -> dict:
+def output_location(args: argparse.Namespace) -> "StorageOptions":
     """Check the OUTPUT argument and --endpoint-url; the storage options they give."""
-    from pipelines import storage, uris
+    from pipelines import layout, storage, uris
     from pipelines.errors import ConfigError
 
     uris.check_location(args.output, "OUTPUT")
@@ -33,15 +37,16 @@ def output_location(args: argparse.Namespace) -> dict:
         path = args.output.removeprefix("file://")
         if os.path.exists(path) and not os.path.isdir(path):
             raise ConfigError(f"OUTPUT {args.output} is a file; give the output folder of a "
-                              "job (its output.uri), where manifest.json and _plan.json are.")
-    return storage.storage_options(endpoint_url=args.endpoint_url)
+                              f"job (its output.uri), where {layout.MANIFEST} and "
+                              f"{layout.PLAN} are.")
+    return storage.StorageOptions(endpoint_url=args.endpoint_url)
 
 
 def handle(args: argparse.Namespace) -> int:
     from pipelines.verify import verify
 
-    opts = output_location(args)
-    report = verify(args.output, opts)
+    storage_options = output_location(args)
+    report = verify(args.output, storage_options)
     if report.problems:
         print(f"{report.output_uri}: FAILED verification, {len(report.problems)} problem(s):",
               file=sys.stderr)

@@ -173,7 +173,7 @@ def calibrate(plan: Plan, options: UnitOptions, *,
     with tempfile.TemporaryDirectory(prefix="tokenyard-cost-") as tmp:
         staging = Path(tmp) / "staging"
         staging.mkdir()
-        points = sample_points(plan, sample_bytes, staging, options.storage,
+        points = sample_points(plan, sample_bytes, staging, options.storage_options,
                                options.text_field)
         opts = dataclasses.replace(options, output_uri=str(Path(tmp) / "out"), on_error="skip")
         worker_env.apply()  # one thread per tokenizer, as in a worker

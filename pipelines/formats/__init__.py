@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pipelines import storage
+from pipelines import layout, storage
+from pipelines.records import ShardFile
 
 
 def writer_for(output_format: str):
@@ -26,24 +27,26 @@ def writer_for(output_format: str):
     raise ValueError(f"unknown output format {output_format!r}")
 
 
-def open_shard(output_uri: str, files: list[dict], output_format: str,
-               storage_opts: dict | None = None):
+def open_shard(output_uri: str, files: tuple[ShardFile, ...], output_format: str,
+               storage_options: storage.StorageOptions | None = None):
     """A reader (``len``, ``[i]``, iteration) for one unit's shard files."""
-    first = files[0]["path"]
+    data = next(f for f in files if f.path.endswith(layout.data_suffix(output_format)))
+    uri = layout.file_uri(output_uri, data.path)
     if output_format == "megatron":
         from pipelines.formats.megatron import MegatronReader
 
-        return MegatronReader(storage.join(output_uri, first.rsplit(".", 1)[0]), storage_opts)
+        return MegatronReader(uri[:-len(layout.data_suffix(output_format))], storage_options)
     from pipelines.formats.parquet import ParquetShardReader
 
-    return ParquetShardReader(storage.join(output_uri, first), storage_opts)
+    return ParquetShardReader(uri, storage_options)
 
 
-def iter_documents(output_uri: str, storage_opts: dict | None = None) -> Iterator[np.ndarray]:
+def iter_documents(output_uri: str,
+                   storage_options: storage.StorageOptions | None = None) -> Iterator[np.ndarray]:
     """Every document's tokens of a committed dataset, in manifest order."""
-    import json
-
-    manifest = json.loads(storage.read_bytes(storage.join(output_uri, "manifest.json"),
-                                             storage_opts))
-    for shard in manifest["shards"]:
-        yield from open_shard(output_uri, shard["files"], manifest["format"], storage_opts)
+    manifest = layout.read_manifest(output_uri, storage_options)
+    if manifest is None:
+        raise storage.StorageNotFoundError(layout.manifest_uri(output_uri), "read",
+                                           "it does not exist")
+    for shard in manifest.shards:
+        yield from open_shard(output_uri, shard.files, manifest.format, storage_options)

@@ -25,8 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.records import ShardFile
+
+#: the token stream and the index of a shard, after its base name
+BIN, IDX = layout.SHARD_SUFFIXES["megatron"]
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -47,17 +50,19 @@ def index_header(dtype: np.dtype, sequences: int) -> bytes:
 
 
 class MegatronWriter:
-    """Writes one unit's ``shards/NNNNNN.bin`` and ``.idx``; use as a context manager."""
+    """Writes one unit's ``.bin`` and ``.idx`` (at the base the caller gives: the unit's
+    shard base in :mod:`pipelines.layout`); use as a context manager."""
 
-    suffixes = (".bin", ".idx")
+    suffixes = (BIN, IDX)
     #: Megatron shards keep no document ids: the reader need not make them
     needs_doc_ids = False
 
-    def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype, storage_opts: dict):
+    def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype,
+                 storage_options: storage.StorageOptions):
         self.base_uri = base_uri
         self.rel_base = rel_base
         self.dtype = np.dtype(dtype)
-        self.storage = storage_opts
+        self.storage_options = storage_options
         self._lengths = array("i")
         self._stack = ExitStack()
         self._bin = None
@@ -65,7 +70,7 @@ class MegatronWriter:
 
     def __enter__(self) -> "MegatronWriter":
         self._bin = self._stack.enter_context(
-            storage.atomic_writer(self.base_uri + ".bin", self.storage))
+            storage.atomic_writer(self.base_uri + BIN, self.storage_options))
         return self
 
     def write(self, tokens: np.ndarray, lengths: np.ndarray, ids: list[str]) -> None:
@@ -91,11 +96,11 @@ class MegatronWriter:
             return False
         bin_writer = self._bin
         self._stack.close()  # commits .bin
-        with storage.atomic_writer(self.base_uri + ".idx", self.storage) as idx:
+        with storage.atomic_writer(self.base_uri + IDX, self.storage_options) as idx:
             write_index(idx, self._lengths, self.dtype)
         self.files = (
-            ShardFile(self.rel_base + ".bin", bin_writer.size, bin_writer.sha256),
-            ShardFile(self.rel_base + ".idx", idx.size, idx.sha256),
+            ShardFile(self.rel_base + BIN, bin_writer.size, bin_writer.sha256),
+            ShardFile(self.rel_base + IDX, idx.size, idx.sha256),
         )
         return False
 
@@ -155,15 +160,16 @@ class MegatronReader:
     Local shards are memory-mapped; remote ones are fetched whole on first access.
     """
 
-    def __init__(self, base_uri: str, storage_opts: dict | None = None) -> None:
-        self.index = parse_index(storage.read_bytes(base_uri + ".idx", storage_opts))
+    def __init__(self, base_uri: str,
+                 storage_options: storage.StorageOptions | None = None) -> None:
+        self.index = parse_index(storage.read_bytes(base_uri + IDX, storage_options))
         if storage.is_local(base_uri):
             path = base_uri[len("file://"):] if base_uri.startswith("file://") else base_uri
-            size = storage.size_of(base_uri + ".bin", storage_opts) or 0
-            self.tokens = (np.memmap(path + ".bin", dtype=self.index.dtype, mode="r")
+            size = storage.size_of(base_uri + BIN, storage_options) or 0
+            self.tokens = (np.memmap(path + BIN, dtype=self.index.dtype, mode="r")
                            if size else np.zeros(0, self.index.dtype))
         else:
-            raw = storage.read_bytes(base_uri + ".bin", storage_opts)
+            raw = storage.read_bytes(base_uri + BIN, storage_options)
             self.tokens = np.frombuffer(raw, dtype=self.index.dtype)
 
     def __len__(self) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.records import ShardFile
 
 COMPRESSION = "zstd"
@@ -36,17 +36,19 @@ ROW_GROUP_MAX_TOKENS = 16 * 2**20
 
 
 class ParquetShardWriter:
-    """Writes one unit's ``shards/NNNNNN.parquet``; use as a context manager."""
+    """Writes one unit's ``.parquet`` (at the base the caller gives: the unit's shard base
+    in :mod:`pipelines.layout`); use as a context manager."""
 
-    suffixes = (".parquet",)
+    suffixes = layout.SHARD_SUFFIXES["parquet"]
     #: rows carry each document's source id
     needs_doc_ids = True
 
-    def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype, storage_opts: dict):
-        self.uri = base_uri + ".parquet"
-        self.rel = rel_base + ".parquet"
+    def __init__(self, base_uri: str, rel_base: str, dtype: np.dtype,
+                 storage_options: storage.StorageOptions):
+        self.uri = base_uri + self.suffixes[0]
+        self.rel = rel_base + self.suffixes[0]
         self.schema = schema_for(dtype)
-        self.storage = storage_opts
+        self.storage_options = storage_options
         self._ctx = None
         self._out = None
         self._writer = None
@@ -55,7 +57,7 @@ class ParquetShardWriter:
         self.files: tuple[ShardFile, ...] = ()
 
     def __enter__(self) -> "ParquetShardWriter":
-        self._ctx = storage.atomic_writer(self.uri, self.storage)
+        self._ctx = storage.atomic_writer(self.uri, self.storage_options)
         self._out = self._ctx.__enter__()
         self._writer = pq.ParquetWriter(_Sink(self._out), self.schema, compression=COMPRESSION)
         return self
@@ -148,8 +150,8 @@ class _Sink:
 class ParquetShardReader:
     """Reads one Parquet shard: ``len(reader)`` documents, ``reader[i]`` their tokens."""
 
-    def __init__(self, uri: str, storage_opts: dict | None = None) -> None:
-        raw = storage.read_bytes(uri, storage_opts)
+    def __init__(self, uri: str, storage_options: storage.StorageOptions | None = None) -> None:
+        raw = storage.read_bytes(uri, storage_options)
         self.table = pq.read_table(pa.BufferReader(raw))
         self._ids = self.table.column("input_ids").combine_chunks()
 

@@ -153,7 +153,9 @@ class ExecutionLog(_WorkerPluginBase):
             return
         marker = None
         if self.output_dir:
-            marker = os.path.exists(os.path.join(self.output_dir, "_units", f"{unit:06d}.json"))
+            from pipelines import layout
+
+            marker = os.path.exists(os.path.join(self.output_dir, layout.marker_path(unit)))
         line = json.dumps({"unit": unit, "pid": os.getpid(), "marker": marker,
                            "t": time.time()}) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

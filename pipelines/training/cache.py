@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pipelines.defaults import cache_root
 from pipelines.errors import ConfigError, DatasetError
 from pipelines.records import ShardFile
-from pipelines.storage import RetryPolicy
+from pipelines.storage import RetryPolicy, StorageOptions
 from pipelines.verify import stream_checked  # tokenyard verify's check
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ class ShardCache:
             finally:
                 fcntl.flock(held, fcntl.LOCK_UN)
 
-    def fetch(self, uri: str, file: ShardFile, storage_opts: dict | None) -> str:
+    def fetch(self, uri: str, file: ShardFile,
+              storage_options: StorageOptions | None) -> str:
         """The local path of a verified copy of ``file`` (at ``uri``); downloads once."""
         path = self.path_of(file)
         if self._touch(path):
@@ -171,7 +172,7 @@ class ShardCache:
                 self.stats.hits += 1
                 return path
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            self._download(uri, file, path, storage_opts)
+            self._download(uri, file, path, storage_options)
         return path
 
     @staticmethod
@@ -182,7 +183,8 @@ class ShardCache:
         except FileNotFoundError:
             return False
 
-    def _download(self, uri: str, file: ShardFile, path: str, storage_opts: dict | None) -> None:
+    def _download(self, uri: str, file: ShardFile, path: str,
+                  storage_options: StorageOptions | None) -> None:
         """Stream ``uri`` to a temporary file, checked against the manifest's size and
         sha256 the way ``tokenyard verify`` checks it, then rename it into place."""
         tmp = os.path.join(os.path.dirname(path),
@@ -191,7 +193,7 @@ class ShardCache:
         def attempt() -> list[str]:
             problems: list[str] = []
             with open(tmp, "r+b") as dst:   # reserved at the expected size
-                found = stream_checked(uri, storage_opts, file.size, file.sha256, file.path,
+                found = stream_checked(uri, storage_options, file.size, file.sha256, file.path,
                                        problems, dst.write)
                 dst.truncate()
                 dst.flush()
@@ -206,7 +208,7 @@ class ShardCache:
         try:
             for tries in range(1, CORRUPT_ATTEMPTS + 1):
                 problems = self.retry.call(attempt, uri=uri, operation="download",
-                                           storage=storage_opts)
+                                           storage_options=storage_options)
                 if not problems:
                     os.replace(tmp, path)
                     self.stats.downloads += 1

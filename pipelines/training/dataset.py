@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.errors import ConfigError
+from pipelines.records import TokenizerFacts
+from pipelines.storage import StorageOptions
 from pipelines.training.boundaries import cu_seqlens, position_ids
 from pipelines.training.cache import CacheSettings, ShardCache
 from pipelines.training.mixture import Mixture, plan_mixture
@@ -57,7 +59,7 @@ from pipelines.training.shards import ShardStore, SourceReader
 from pipelines.training.sources import Source, combined_fingerprint, open_sources, \
     verify_sources
 from pipelines.training.state import ReaderState, order_key
-from pipelines.training.tokenizer import TokenizerInfo, TokenizerSpec, check_tokenizer
+from pipelines.training.tokenizer import TokenizerSpec, check_tokenizer
 from pipelines.training.windows import WindowGrid
 
 log = logging.getLogger(__name__)
@@ -136,12 +138,14 @@ class SequenceDataset:
     ``tokenizer`` is what the model expects (:class:`TokenizerSpec` or a mapping);
     ``fingerprint`` pins the data; ``verify`` is ``"none"``, ``"sizes"`` or ``"full"``.
     ``boundaries`` makes each item a dict of ``tokens``, ``position_ids`` and
-    ``cu_seqlens`` instead of the bare token array.
+    ``cu_seqlens`` instead of the bare token array. ``storage_options`` says how to reach
+    object storage (:class:`~pipelines.storage.StorageOptions`, or a mapping of its
+    fields such as ``{"endpoint_url": ...}``).
     """
 
     def __init__(self, uri: str | Sequence[str] | Mapping[str, float], seq_len: int, *,
                  seed: int = 0, rank: int = 0, world_size: int = 1,
-                 storage: dict | None = None,
+                 storage_options: StorageOptions | Mapping | None = None,
                  versions: Sequence[str] | Mapping[str, float] | None = None,
                  tokenizer: TokenizerSpec | Mapping | None = None,
                  boundaries: bool = False, order: Order | None = None,
@@ -161,15 +165,16 @@ class SequenceDataset:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.storage = storage
+        self.storage_options = StorageOptions.of(storage_options)
         self.boundaries = bool(boundaries)
 
-        sources, weights = open_sources(uri, versions=versions, storage_opts=storage)
+        sources, weights = open_sources(uri, versions=versions,
+                                        storage_options=self.storage_options)
         self.sources: tuple[Source, ...] = tuple(sources)
         expected = TokenizerSpec.of(tokenizer)
         for source in self.sources:
             check_tokenizer(source.tokenizer, expected, source.label)
-        verify_sources(sources, verify, storage)
+        verify_sources(sources, verify, self.storage_options)
 
         self._grids = [WindowGrid.of([s.tokens for s in src.shards], seq_len)
                        for src in self.sources]
@@ -225,7 +230,7 @@ class SequenceDataset:
     # -- description ------------------------------------------------------------------
 
     @property
-    def tokenizer(self) -> TokenizerInfo:
+    def tokenizer(self) -> TokenizerFacts:
         return self.sources[0].tokenizer
 
     @property
@@ -411,12 +416,12 @@ class SequenceDataset:
     def _runtime_here(self) -> _Runtime:
         """This process's readers (a fork or a fresh worker builds its own)."""
         if self._runtime is None or self._runtime.pid != os.getpid():
-            store = ShardStore(self.storage, self._cache)
+            store = ShardStore(self.storage_options, self._cache)
             readers = [SourceReader(src, grid, store)
                        for src, grid in zip(self.sources, self._grids)]
             prefetcher = None
             if self._cache is not None and self.cache_settings.prefetch_samples > 0:
-                prefetcher = Prefetcher(self._cache, self.storage,
+                prefetcher = Prefetcher(self._cache, self.storage_options,
                                         self.cache_settings.prefetch_threads)
             self._runtime = _Runtime(readers, prefetcher)
         return self._runtime

@@ -17,6 +17,7 @@ import queue
 import threading
 
 from pipelines.records import ShardFile
+from pipelines.storage import StorageOptions
 from pipelines.training.cache import ShardCache
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,10 @@ QUEUE_ITEMS = 256
 class Prefetcher:
     """Daemon threads fetching shard files into a :class:`ShardCache`."""
 
-    def __init__(self, cache: ShardCache, storage_opts: dict | None, threads: int) -> None:
+    def __init__(self, cache: ShardCache, storage_options: StorageOptions | None,
+                 threads: int) -> None:
         self.cache = cache
-        self.storage_opts = storage_opts
+        self.storage_options = storage_options
         self._queue: queue.Queue = queue.Queue(QUEUE_ITEMS)
         self._pending: set[str] = set()
         self._lock = threading.Lock()
@@ -60,7 +62,7 @@ class Prefetcher:
                 return
             uri, file = item
             try:
-                self.cache.fetch(uri, file, self.storage_opts)
+                self.cache.fetch(uri, file, self.storage_options)
             except Exception as err:  # a hint only: the reader's own fetch raises it
                 log.debug("prefetch of %s failed: %s", uri, err)
             finally:

@@ -39,8 +39,9 @@ _OPEN_ATTEMPTS = 3
 class ShardStore:
     """Local paths of shard files; remote ones through the cache."""
 
-    def __init__(self, storage_opts: dict | None, cache: ShardCache | None) -> None:
-        self.storage_opts = storage_opts
+    def __init__(self, storage_options: storage.StorageOptions | None,
+                 cache: ShardCache | None) -> None:
+        self.storage_options = storage_options
         self.cache = cache
         self._checked: set[str] = set()
 
@@ -49,7 +50,7 @@ class ShardStore:
         if not storage.is_local(uri):
             if self.cache is None:
                 raise AssertionError("a remote source needs a cache")
-            return self.cache.fetch(uri, file, self.storage_opts)
+            return self.cache.fetch(uri, file, self.storage_options)
         path = uri[len("file://"):] if uri.startswith("file://") else uri
         if path not in self._checked:
             try:

@@ -1,10 +1,10 @@
 """What a training reader reads: committed datasets and nightly catalogs, as sources.
 
-The reader reads ``manifest.json`` and nothing else of a dataset (the shards it lists,
+The reader reads a dataset's manifest and nothing else of it (the shards it lists,
 with their token counts, sizes and sha256). What it is given may be:
 
-* a dataset: its output prefix, or the URI of its ``manifest.json``;
-* a catalog: the root of a nightly dataset, or its ``catalog.json``
+* a dataset: its output prefix, or the URI of its manifest (``manifest.json``);
+* a catalog: the root of a nightly dataset, or its catalog (``catalog.json``)
   (:mod:`pipelines.catalog`). ``versions=None`` reads every version, in catalog
   order, as one stream; a list reads those versions as one stream, in the list's
   order; a mapping ``{version: weight}`` mixes them;
@@ -25,17 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
-import orjson
-
 from pipelines import catalog as catalog_mod
-from pipelines import storage
+from pipelines import layout, storage
 from pipelines.errors import ConfigError, DatasetError, StorageNotFoundError
-from pipelines.records import ShardFile
-from pipelines.training.tokenizer import TokenizerInfo
+from pipelines.records import Manifest, ShardFile, TokenizerFacts
 
-MANIFEST = "manifest.json"
-CATALOG = catalog_mod.CATALOG
-FORMATS = ("megatron", "parquet")
+FORMATS = tuple(layout.SHARD_SUFFIXES)
 #: how much of the data ``verify`` checks at open
 VERIFY_LEVELS = ("none", "sizes", "full")
 _IO_THREADS = 16
@@ -59,7 +54,7 @@ class Shard:
     @property
     def data_file(self) -> ShardFile:
         """The file holding the tokens: ``.bin`` (Megatron) or ``.parquet``."""
-        suffix = ".bin" if self.format == "megatron" else ".parquet"
+        suffix = layout.data_suffix(self.format)
         found = self._file(suffix)
         if found is None:
             raise DatasetError(self.root, [f"unit {self.unit:06d}: the manifest lists no "
@@ -69,21 +64,22 @@ class Shard:
     @property
     def index_file(self) -> ShardFile | None:
         """The Megatron ``.idx`` (document lengths); None for Parquet."""
-        return self._file(".idx") if self.format == "megatron" else None
+        suffixes = layout.SHARD_SUFFIXES[self.format]
+        return self._file(suffixes[1]) if len(suffixes) > 1 else None
 
     def uri(self, file: ShardFile) -> str:
-        return storage.join(self.root, file.path)
+        return layout.file_uri(self.root, file.path)
 
 
 @dataclass(frozen=True)
 class Version:
-    """One committed dataset (one ``manifest.json``)."""
+    """One committed dataset (one manifest)."""
 
     uri: str
     fingerprint: str
     format: str
     dtype: str
-    tokenizer: TokenizerInfo
+    tokenizer: TokenizerFacts
     shards: tuple[Shard, ...]
 
     @property
@@ -110,7 +106,7 @@ class Source:
         return hashlib.sha256(joined.encode()).hexdigest()
 
     @property
-    def tokenizer(self) -> TokenizerInfo:
+    def tokenizer(self) -> TokenizerFacts:
         return self.versions[0].tokenizer
 
     @property
@@ -126,70 +122,62 @@ def combined_fingerprint(sources: Sequence[Source]) -> str:
     return hashlib.sha256("\n".join(s.fingerprint for s in sources).encode()).hexdigest()
 
 
-def parse_manifest(uri: str, raw: bytes) -> Version:
-    """A :class:`Version` from the bytes of a dataset's ``manifest.json``."""
-    try:
-        manifest = orjson.loads(raw)
-        fmt = manifest["format"]
-        dtype = manifest["dtype"]
-        shards = tuple(
-            Shard(root=uri, unit=int(s["unit"]), format=fmt, dtype=dtype,
-                  tokens=int(s["tokens"]), documents=int(s["documents"]),
-                  files=tuple(ShardFile(f["path"], int(f["size"]), f["sha256"])
-                              for f in s["files"]))
-            for s in manifest["shards"])
-        fingerprint = manifest["fingerprint"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise DatasetError(uri, [f"manifest.json is not a tokenyard manifest ({err})"]) from None
-    if fmt not in FORMATS:
-        raise DatasetError(uri, [f"manifest.json: unknown format {fmt!r} (known: "
-                                 f"{', '.join(FORMATS)})"])
-    return Version(uri=uri, fingerprint=fingerprint, format=fmt, dtype=dtype,
-                   tokenizer=TokenizerInfo.from_manifest(manifest), shards=shards)
+def version_of(uri: str, manifest: Manifest) -> Version:
+    """A :class:`Version` of the dataset at ``uri`` from its manifest."""
+    if manifest.format not in FORMATS:
+        raise DatasetError(uri, [f"{layout.MANIFEST}: unknown format {manifest.format!r} "
+                                 f"(known: {', '.join(FORMATS)})"])
+    fmt, dtype = manifest.format, manifest.dtype
+    shards = tuple([Shard(uri, s.unit, fmt, dtype, s.tokens, s.documents, s.files)
+                    for s in manifest.shards])
+    return Version(uri=uri, fingerprint=manifest.fingerprint, format=manifest.format,
+                   dtype=manifest.dtype, tokenizer=manifest.tokenizer, shards=shards)
 
 
-def read_version(prefix: str, storage_opts: dict | None) -> Version:
-    raw = storage.read_bytes(storage.join(prefix, MANIFEST), storage_opts)
-    return parse_manifest(prefix, raw)
+def read_version(prefix: str, storage_options: storage.StorageOptions | None) -> Version:
+    """The committed dataset at ``prefix``; StorageNotFoundError when it has no manifest."""
+    raw = storage.read_bytes(layout.manifest_uri(prefix), storage_options)
+    return version_of(prefix, layout.parse_manifest(prefix, raw))
 
 
 def _strip(uri: str) -> str:
     return uri.rstrip("/") if len(uri) > 1 else uri
 
 
-def _kind(uri: str, storage_opts: dict | None) -> tuple[str, str, Version | None]:
+def _kind(uri: str,
+          storage_options: storage.StorageOptions | None) -> tuple[str, str, Version | None]:
     """("dataset"|"catalog", prefix, the manifest when it is a dataset)."""
     uri = _strip(uri)
-    if uri.endswith("/" + MANIFEST) or uri == MANIFEST:
-        prefix = uri[:-len(MANIFEST)].rstrip("/") or "."
-        return "dataset", prefix, _read_or_explain(prefix, storage_opts)
-    if uri.endswith("/" + CATALOG) or uri == CATALOG:
-        return "catalog", uri[:-len(CATALOG)].rstrip("/") or ".", None
+    prefix = layout.split_manifest_uri(uri)
+    if prefix is not None:
+        return "dataset", prefix, _read_or_explain(prefix, storage_options)
+    if uri.endswith("/" + layout.CATALOG) or uri == layout.CATALOG:
+        return "catalog", uri[:-len(layout.CATALOG)].rstrip("/") or ".", None
     try:
-        return "dataset", uri, read_version(uri, storage_opts)
+        return "dataset", uri, read_version(uri, storage_options)
     except StorageNotFoundError:
         pass
-    if storage.exists(storage.join(uri, CATALOG), storage_opts):
+    if storage.exists(layout.catalog_uri(uri), storage_options):
         return "catalog", uri, None
     raise ConfigError(
-        f"{uri} holds neither a manifest.json (a committed dataset) nor a catalog.json "
-        "(the versions of a nightly dataset).",
+        f"{uri} holds neither a {layout.MANIFEST} (a committed dataset) nor a "
+        f"{layout.CATALOG} (the versions of a nightly dataset).",
         hint=f"Check the URI; 'tokenyard status {uri}' tells whether a run there has "
              "committed (the manifest is written last).")
 
 
-def _read_or_explain(prefix: str, storage_opts: dict | None) -> Version:
+def _read_or_explain(prefix: str, storage_options: storage.StorageOptions | None) -> Version:
     try:
-        return read_version(prefix, storage_opts)
+        return read_version(prefix, storage_options)
     except StorageNotFoundError:
         raise ConfigError(
-            f"{storage.join(prefix, MANIFEST)} does not exist: the dataset was never committed.",
+            f"{layout.manifest_uri(prefix)} does not exist: the dataset was never committed.",
             hint=f"'tokenyard status {prefix}' tells how far its run got.") from None
 
 
 def _catalog_versions(root: str, wanted: Sequence[str] | None,
-                      storage_opts: dict | None) -> list[Version]:
-    catalog = catalog_mod.load(root, storage_opts)
+                      storage_options: storage.StorageOptions | None) -> list[Version]:
+    catalog = catalog_mod.load(root, storage_options)
     entries = catalog["versions"] if catalog else []
     if not entries:
         raise ConfigError(f"{catalog_mod.catalog_uri(root)} lists no version yet.",
@@ -204,29 +192,30 @@ def _catalog_versions(root: str, wanted: Sequence[str] | None,
         entries = [by_name[v] for v in wanted]
     prefixes = [storage.join(root, e["path"]) for e in entries]
     with ThreadPoolExecutor(_IO_THREADS) as pool:
-        found = list(pool.map(lambda p: _read_or_explain(p, storage_opts), prefixes))
+        found = list(pool.map(lambda p: _read_or_explain(p, storage_options), prefixes))
     for entry, version in zip(entries, found):
         if entry["fingerprint"] != version.fingerprint:
             raise DatasetError(version.uri, [
                 f"the catalog lists version {entry['version']} with fingerprint "
-                f"{entry['fingerprint'][:12]}…, but its manifest.json has "
+                f"{entry['fingerprint'][:12]}…, but its {layout.MANIFEST} has "
                 f"{version.fingerprint[:12]}…: the data changed after it was published"])
     return found
 
 
 def _versions_of(uri: str, wanted: Sequence[str] | None,
-                 storage_opts: dict | None) -> tuple[str, list[Version]]:
-    kind, prefix, version = _kind(uri, storage_opts)
+                 storage_options: storage.StorageOptions | None) -> tuple[str, list[Version]]:
+    kind, prefix, version = _kind(uri, storage_options)
     if kind == "dataset":
         if wanted is not None:
             raise ConfigError(f"versions= applies to a catalog; {prefix} is a single dataset.")
         return prefix, [version]
-    return prefix, _catalog_versions(prefix, wanted, storage_opts)
+    return prefix, _catalog_versions(prefix, wanted, storage_options)
 
 
 def open_sources(uri: str | Sequence[str] | Mapping[str, float], *,
                  versions: Sequence[str] | Mapping[str, float] | None = None,
-                 storage_opts: dict | None = None) -> tuple[list[Source], list[float] | None]:
+                 storage_options: storage.StorageOptions | None = None
+                 ) -> tuple[list[Source], list[float] | None]:
     """The sources to read and their weights (None for a single source)."""
     if isinstance(uri, Mapping):
         if versions is not None:
@@ -235,36 +224,36 @@ def open_sources(uri: str | Sequence[str] | Mapping[str, float], *,
         labels = list(uri)
         if not labels:
             raise ConfigError("the mapping of datasets to weights is empty.")
-        sources = _open_many(labels, storage_opts)
+        sources = _open_many(labels, storage_options)
         return _checked(sources), [uri[label] for label in labels]
     if isinstance(uri, (list, tuple)):
         if not uri:
             raise ConfigError("the list of datasets is empty.")
         if versions is not None:
             raise ConfigError("versions= applies to a single catalog, not to a list of URIs.")
-        parts = _open_many(list(uri), storage_opts)
+        parts = _open_many(list(uri), storage_options)
         label = " + ".join(s.label for s in parts)
         return _checked([Source(label, tuple(v for s in parts for v in s.versions))]), None
     if not isinstance(uri, str):
         raise ConfigError(f"the dataset must be a URI, a list of URIs or a mapping of URIs to "
                           f"weights, not {type(uri).__name__}.")
     if isinstance(versions, Mapping):
-        kind, prefix, _ = _kind(uri, storage_opts)
+        kind, prefix, _ = _kind(uri, storage_options)
         if kind != "catalog":
             raise ConfigError(f"versions= applies to a catalog; {prefix} is a single dataset.")
         names = list(versions)
-        found = _catalog_versions(prefix, names, storage_opts)
+        found = _catalog_versions(prefix, names, storage_options)
         sources = [Source(v.uri, (v,)) for v in found]
         return _checked(sources), [versions[n] for n in names]
     if isinstance(versions, str):
         versions = [versions]
-    prefix, found = _versions_of(uri, versions, storage_opts)
+    prefix, found = _versions_of(uri, versions, storage_options)
     return _checked([Source(prefix, tuple(found))]), None
 
 
-def _open_many(uris: list[str], storage_opts: dict | None) -> list[Source]:
+def _open_many(uris: list[str], storage_options: storage.StorageOptions | None) -> list[Source]:
     with ThreadPoolExecutor(min(_IO_THREADS, len(uris))) as pool:
-        opened = list(pool.map(lambda u: _versions_of(u, None, storage_opts), uris))
+        opened = list(pool.map(lambda u: _versions_of(u, None, storage_options), uris))
     return [Source(prefix, tuple(found)) for prefix, found in opened]
 
 
@@ -284,7 +273,8 @@ def _checked(sources: list[Source]) -> list[Source]:
     return sources
 
 
-def verify_sources(sources: list[Source], level: str, storage_opts: dict | None) -> None:
+def verify_sources(sources: list[Source], level: str,
+                   storage_options: storage.StorageOptions | None) -> None:
     """Check the shards against the manifests: ``sizes`` (one listing per dataset) or
     ``full`` (what ``tokenyard verify`` checks, sha256 of every byte included)."""
     if level not in VERIFY_LEVELS:
@@ -296,18 +286,18 @@ def verify_sources(sources: list[Source], level: str, storage_opts: dict | None)
         from pipelines.verify import verify
 
         for version in versions:
-            verify(version.uri, storage_opts).raise_for_problems()
+            verify(version.uri, storage_options).raise_for_problems()
         return
     with ThreadPoolExecutor(min(_IO_THREADS, len(versions))) as pool:
-        problems = list(pool.map(lambda v: (v.uri, _size_problems(v, storage_opts)), versions))
+        problems = list(pool.map(lambda v: (v.uri, _size_problems(v, storage_options)), versions))
     for uri, found in problems:
         if found:
             raise DatasetError(uri, found)
 
 
-def _size_problems(version: Version, storage_opts: dict | None) -> list[str]:
-    listed = {f.key: f.size for f in storage.list_files(storage.join(version.uri, "shards"),
-                                                        storage_opts)}
+def _size_problems(version: Version, storage_options: storage.StorageOptions | None) -> list[str]:
+    shards = storage.join(version.uri, layout.SHARDS)
+    listed = {f.key: f.size for f in storage.list_files(shards, storage_options)}
     problems = []
     for shard in version.shards:
         for file in shard.files:

@@ -19,26 +19,7 @@ from dataclasses import dataclass, fields
 from pipelines import storage
 from pipelines.errors import ConfigError, StorageNotFoundError, TokenizerError, \
     TokenizerMismatchError
-
-
-@dataclass(frozen=True)
-class TokenizerInfo:
-    """The tokenizer a dataset's manifest records."""
-
-    name: str
-    sha256: str
-    vocab_size: int
-    eos: str | None
-    eos_id: int | None
-    bos: str | None
-    bos_id: int | None
-
-    @classmethod
-    def from_manifest(cls, manifest: dict) -> "TokenizerInfo":
-        t = manifest.get("tokenizer") or {}
-        return cls(name=str(t.get("name", "tokenizer.json")), sha256=str(t.get("sha256", "")),
-                   vocab_size=int(t.get("vocab_size") or 0), eos=t.get("eos"),
-                   eos_id=t.get("eos_id"), bos=t.get("bos"), bos_id=t.get("bos_id"))
+from pipelines.records import TokenizerFacts
 
 
 @dataclass(frozen=True)
@@ -67,12 +48,12 @@ class TokenizerSpec:
 
     @classmethod
     def from_file(cls, uri: str, *, eos: str | None = None,
-                  storage_opts: dict | None = None) -> "TokenizerSpec":
+                  storage_options: storage.StorageOptions | None = None) -> "TokenizerSpec":
         """The spec of a tokenizers JSON file (the one the model was built with)."""
         from tokenizers import Tokenizer
 
         try:
-            data = storage.read_bytes(uri, storage_opts)
+            data = storage.read_bytes(uri, storage_options)
         except StorageNotFoundError:
             raise TokenizerError(f"the tokenizer file {uri} does not exist.") from None
         try:
@@ -86,7 +67,8 @@ class TokenizerSpec:
                    vocab_size=tok.get_vocab_size(with_added_tokens=True), eos_id=eos_id)
 
 
-def check_tokenizer(found: TokenizerInfo, expected: TokenizerSpec | None, dataset: str) -> None:
+def check_tokenizer(found: TokenizerFacts, expected: TokenizerSpec | None,
+                    dataset: str) -> None:
     """Raise :class:`TokenizerMismatchError` for the first field that differs."""
     if expected is None:
         return
@@ -97,8 +79,8 @@ def check_tokenizer(found: TokenizerInfo, expected: TokenizerSpec | None, datase
             raise TokenizerMismatchError(dataset, field, want, have)
 
 
-def find_tokenizer(info: TokenizerInfo, dataset_uris: list[str], override: str | None,
-                   storage_opts: dict | None) -> tuple[str, bytes]:
+def find_tokenizer(info: TokenizerFacts, dataset_uris: list[str], override: str | None,
+                   storage_options: storage.StorageOptions | None) -> tuple[str, bytes]:
     """The tokenizer file a dataset was made with, as (where, bytes), checked by sha256.
 
     The manifest names the file only by its name and sha256 (paths are not part of a
@@ -116,7 +98,7 @@ def find_tokenizer(info: TokenizerInfo, dataset_uris: list[str], override: str |
                     candidates.append(where)
     for where in candidates:
         try:
-            data = storage.read_bytes(where, storage_opts)
+            data = storage.read_bytes(where, storage_options)
         except StorageNotFoundError:
             continue
         digest = hashlib.sha256(data).hexdigest()

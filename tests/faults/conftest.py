@@ -12,6 +12,7 @@ import pytest
 from pipelines.config import parse_job
 from pipelines.formats import iter_documents
 from pipelines.run import run_job
+from pipelines.storage import StorageOptions
 from pipelines.testing.corpus import write_jsonl
 from pipelines.verify import verify
 from tests.conftest import local_tree
@@ -32,10 +33,10 @@ def make_job(inp: str, tok: str, out: str, *, kind: str = "local", workers: int 
                                       "tokenizer.backend": "hf", **extra})
 
 
-def census(output_uri: str, storage_opts: dict | None = None) -> Counter:
+def census(output_uri: str, storage_options: StorageOptions | None = None) -> Counter:
     """How many times each distinct document (its token sequence) is in a dataset."""
     return Counter(hashlib.sha256(doc.tobytes()).hexdigest()
-                   for doc in iter_documents(output_uri, storage_opts))
+                   for doc in iter_documents(output_uri, storage_options))
 
 
 def lost_and_duplicated(reference: Counter, found: Counter) -> tuple[int, int]:
@@ -44,8 +45,8 @@ def lost_and_duplicated(reference: Counter, found: Counter) -> tuple[int, int]:
     return lost, duplicated
 
 
-def assert_verifies(output_uri: str, storage_opts: dict | None = None) -> None:
-    report = verify(output_uri, storage_opts)
+def assert_verifies(output_uri: str, storage_options: StorageOptions | None = None) -> None:
+    report = verify(output_uri, storage_options)
     assert report.ok, report.problems
 
 

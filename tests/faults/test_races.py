@@ -11,9 +11,9 @@ import yaml
 
 from pipelines.config import parse_job
 from pipelines.run import prepare, run_job, unit_options
-from pipelines.task import marker_uri, run_unit
+from pipelines.task import run_unit
 from pipelines.testing.faults import start_cli
-from pipelines import storage
+from pipelines import layout, storage
 from tests.faults.conftest import assert_verifies, local_tree
 
 
@@ -26,7 +26,7 @@ def test_zombie_attempt_after_commit_changes_nothing(corpus48, tmp_path):
     options = unit_options(job, plan, opts)
     for unit in (plan.units[0], plan.units[len(plan.units) // 2], plan.units[-1]):
         # a late attempt that started before the marker existed: it writes everything again
-        storage.remove(marker_uri(str(out), unit.index), opts)
+        storage.remove(layout.marker_uri(str(out), unit.index), opts)
         run_unit(options, unit)
         # and one that sees the marker
         run_unit(options, unit)
@@ -42,7 +42,7 @@ def test_zombie_attempt_after_commit_on_s3(corpus48, s3, tmp_path):
     plan, opts, _ = prepare(job)
     options = unit_options(job, plan, opts)
     unit = plan.units[3]
-    s3.fs.rm(marker_uri(out, unit.index))
+    s3.fs.rm(layout.marker_uri(out, unit.index))
     run_unit(options, unit)
     after = s3.listing(out)
     assert {k: v for k, v in after.items() if not k.startswith("_runs")} == \

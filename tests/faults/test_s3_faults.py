@@ -10,6 +10,7 @@ import pytest
 from pipelines.config import parse_job
 from pipelines.errors import RunFailedError, StorageError
 from pipelines.run import run_job
+from pipelines.storage import StorageOptions
 from pipelines.testing.faults import FaultProxy
 from tests.faults.conftest import assert_verifies, make_job
 
@@ -55,7 +56,7 @@ def test_flaky_s3_changes_nothing(corpus12, s3, engine):
     assert all(stats.get(k, 0) > 0 for k in ("slowdown", "internal", "reset", "stall",
                                               "truncate"))
     assert committed(s3) == reference(s3)
-    assert_verifies("s3://out/ds", {"endpoint_url": s3.endpoint})
+    assert_verifies("s3://out/ds", StorageOptions(endpoint_url=s3.endpoint))
 
 
 @pytest.mark.slow
@@ -88,4 +89,4 @@ def test_outage_fails_in_bounded_time_then_resumes(corpus12, s3, mode):
         summary = run_job(job)
     assert summary.units_skipped > 0 or summary.already_committed
     assert committed(s3) == reference(s3)
-    assert_verifies("s3://out/ds", {"endpoint_url": s3.endpoint})
+    assert_verifies("s3://out/ds", StorageOptions(endpoint_url=s3.endpoint))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import catalog
+from pipelines import catalog, layout, storage
 from pipelines.config import parse_job
 from pipelines.formats import iter_documents
 from pipelines.run import run_job
@@ -104,9 +104,9 @@ def catalog_root(tmp_path_factory, tok_path) -> tuple[Path, dict[str, Built]]:
         raw = tmp_path_factory.mktemp(f"raw-n{i}")
         write_jsonl(raw / "n.jsonl", 30_000, seed=40 + i, id_prefix=f"n{i}")
         built[version] = build(root / version, raw, tok_path)
-        manifest = built[version].manifest
+        manifest = layout.read_manifest(built[version].uri, storage.StorageOptions())
         catalog.add_version(str(root), catalog.entry_of(version, version[2:], manifest, 1),
-                            manifest, {})
+                            manifest, storage.StorageOptions())
     return root, built
 
 

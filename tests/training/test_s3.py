@@ -43,7 +43,8 @@ def test_s3_gives_the_local_samples_through_a_content_addressed_cache(s3, datase
     uri = upload(s3, dataset_a, "data/a")
     local = list(SequenceDataset(dataset_a.uri, SEQ_LEN, seed=SEED, boundaries=True))
     remote_ds = SequenceDataset(uri, SEQ_LEN, seed=SEED, boundaries=True,
-                                storage={"endpoint_url": s3.endpoint}, cache=settings(tmp_path))
+                                storage_options={"endpoint_url": s3.endpoint},
+                                cache=settings(tmp_path))
     remote = list(remote_ds)
     assert len(remote) == len(local)
     for x, y in zip(remote, local):
@@ -61,7 +62,7 @@ def test_s3_gives_the_local_samples_through_a_content_addressed_cache(s3, datase
 
 def _read_in_process(args) -> tuple[int, bytes]:
     uri, endpoint, directory, barrier = args
-    ds = SequenceDataset(uri, SEQ_LEN, seed=SEED, storage={"endpoint_url": endpoint},
+    ds = SequenceDataset(uri, SEQ_LEN, seed=SEED, storage_options={"endpoint_url": endpoint},
                          cache=CacheSettings(directory=directory, max_bytes=2**30, retry=QUICK))
     barrier.wait(timeout=60)
     digest = b"".join(x.tobytes() for x in ds)
@@ -86,7 +87,7 @@ def test_the_cache_stays_within_its_bound(s3, dataset_a, tmp_path):
     largest = max(f["size"] for f in data_files(dataset_a))
     bound = int(2.5 * largest)
     ds = SequenceDataset(uri, SEQ_LEN, seed=SEED, order=Order(window_samples=64),
-                         storage={"endpoint_url": s3.endpoint},
+                         storage_options={"endpoint_url": s3.endpoint},
                          cache=settings(tmp_path, max_bytes=bound, prefetch_samples=64))
     got = []
     for item in ds:   # two prefetch threads download while the reader reads
@@ -98,7 +99,7 @@ def test_the_cache_stays_within_its_bound(s3, dataset_a, tmp_path):
     assert ds._cache.used_bytes() <= bound
     assert ds._cache.stats.evicted > 0
     with pytest.raises(ConfigError, match="room for at least two"):
-        SequenceDataset(uri, SEQ_LEN, storage={"endpoint_url": s3.endpoint},
+        SequenceDataset(uri, SEQ_LEN, storage_options={"endpoint_url": s3.endpoint},
                         cache=settings(tmp_path, max_bytes=largest))
 
 
@@ -110,7 +111,8 @@ def test_a_throttling_storm_changes_nothing(s3, dataset_a, tmp_path):
     kinds = ("slowdown", "slowdown", "slowdown", "internal", "reset", "truncate")
     with FaultProxy(s3.endpoint, rate=0.5, seed=11, kinds=kinds) as proxy:
         ds = SequenceDataset(uri, SEQ_LEN, seed=SEED, boundaries=True,
-                             storage={"endpoint_url": proxy.endpoint}, cache=settings(tmp_path))
+                             storage_options={"endpoint_url": proxy.endpoint},
+                             cache=settings(tmp_path))
 
         def storm() -> None:
             wait_until(lambda: proxy.stats["requests"] >= 4, timeout_s=30)
@@ -142,7 +144,8 @@ def test_a_missing_or_corrupt_shard_on_s3_is_named(s3, dataset_a, tmp_path, dama
         raw[len(raw) // 2] ^= 0xFF
         s3.put(f"s3://{key}", bytes(raw))
     ds = SequenceDataset(uri, SEQ_LEN, seed=SEED, order=Order(shuffle=False),
-                         storage={"endpoint_url": s3.endpoint}, cache=settings(tmp_path))
+                         storage_options={"endpoint_url": s3.endpoint},
+                                cache=settings(tmp_path))
     with pytest.raises(DatasetError) as info:
         list(ds)
     message = str(info.value)
@@ -186,7 +189,7 @@ def test_dataloader_workers_read_s3_through_the_node_cache(s3, dataset_a, tmp_pa
 
     uri = upload(s3, dataset_a, "data/a")
     expected = list(SequenceDataset(dataset_a.uri, SEQ_LEN, seed=SEED))
-    ds = TorchDataset(uri, SEQ_LEN, seed=SEED, storage={"endpoint_url": s3.endpoint},
+    ds = TorchDataset(uri, SEQ_LEN, seed=SEED, storage_options={"endpoint_url": s3.endpoint},
                       cache=settings(tmp_path))
     loader = SequenceLoader(ds, batch_size=16, num_workers=2, persistent_workers=True)
     got = [row for batch in loader for row in batch.numpy()]
@@ -200,13 +203,13 @@ def test_an_unusable_cache_is_explained(s3, dataset_a, tmp_path, monkeypatch):
     uri = upload(s3, dataset_a, "data/a")
     opts = {"endpoint_url": s3.endpoint}
     with pytest.raises(ConfigError, match="cannot be used.*TOKENYARD_CACHE_DIR"):
-        SequenceDataset(uri, SEQ_LEN, storage=opts,
+        SequenceDataset(uri, SEQ_LEN, storage_options=opts,
                         cache=CacheSettings(directory="/proc/no-such-place"))
     monkeypatch.setenv("TOKENYARD_CACHE_DIR", str(tmp_path / "from-env"))
     monkeypatch.setenv("TOKENYARD_CACHE_BYTES", "lots")
     with pytest.raises(ConfigError, match="TOKENYARD_CACHE_BYTES is 'lots'"):
-        SequenceDataset(uri, SEQ_LEN, storage=opts)
+        SequenceDataset(uri, SEQ_LEN, storage_options=opts)
     monkeypatch.setenv("TOKENYARD_CACHE_BYTES", "1GiB")
-    ds = SequenceDataset(uri, SEQ_LEN, storage=opts)
+    ds = SequenceDataset(uri, SEQ_LEN, storage_options=opts)
     assert ds._cache.directory == str(tmp_path / "from-env" / "shards")
     assert ds._cache.max_bytes == 2**30
