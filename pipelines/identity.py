@@ -51,7 +51,7 @@ CHECK_FLUSH_CHARS = 256 * 2**10
 #: documents longer than this are not chosen for the per-unit check
 CHECK_MAX_DOC_CHARS = 16_384
 #: characters of the job's own documents that qualification encodes with both backends
-QUALIFY_SAMPLE_BYTES = 128 * 2**10
+QUALIFY_SAMPLE_BYTES = 64 * 2**10
 #: format of the cached verdicts; a change makes every tokenizer qualify again
 VERDICT_VERSION = 1
 
@@ -102,16 +102,16 @@ def adversarial_texts(special_tokens: Sequence[str] = (), *, seed: int = 0) -> l
     if len(special_tokens) > 1:
         out.append("".join(special_tokens))
     # very long words and runs without a boundary
-    out += ["a" * 5000, "ab" * 3000, "QmFzZTY0" * 800, "1" * 4000, "é" * 2000, "🚀" * 500,
-            " " * 5000, "\n" * 2000, "-" * 3000, "文" * 3000]
+    out += ["a" * 2000, "ab" * 1000, "QmFzZTY0" * 250, "1" * 2000, "é" * 1000, "🚀" * 300,
+            " " * 2000, "\n" * 1000, "-" * 1500, "文" * 1500]
     # a sweep over code points, every plane (no surrogates)
-    sweep = [chr(cp) for cp in range(0x20, 0x30000, 37) if not 0xD800 <= cp <= 0xDFFF]
+    sweep = [chr(cp) for cp in range(0x20, 0x30000, 53) if not 0xD800 <= cp <= 0xDFFF]
     out += ["".join(sweep[i:i + 256]) for i in range(0, len(sweep), 256)]
     out.append("".join(chr(cp) for cp in range(0x80, 0x800)))
     # seeded mixes of everything above, joined with and without spaces
     rng = random.Random(seed)
     pool = out[:]
-    for _ in range(300):
+    for _ in range(150):
         parts = [rng.choice(pool)[: rng.randrange(1, 200)] for _ in range(rng.randrange(2, 12))]
         out.append(rng.choice(("", " ", "\n", "\t")).join(parts))
     return out
@@ -234,7 +234,7 @@ def check_identity(json_text: str, sha256: str, split_special_tokens: bool,
     that has the backends loaded already. Raises :class:`BackendUnavailable` when
     fastokens cannot load the file.
     """
-    started = time.perf_counter()
+    started = time.process_time()
     fast = cached_backend("fastokens", json_text, sha256=sha256,
                           split_special_tokens=split_special_tokens)
     hf = cached_backend("hf", json_text, sha256=sha256,
@@ -249,7 +249,7 @@ def check_identity(json_text: str, sha256: str, split_special_tokens: bool,
             else "a sample of the job's documents"
         reason = f"fastokens gave different ids than HF on {where}: {found.describe()}"
     return Verdict(ok=found is None, reason=reason, texts=len(texts),
-                   chars=sum(map(len, texts)), seconds=time.perf_counter() - started)
+                   chars=sum(map(len, texts)), seconds=time.process_time() - started)
 
 
 def take_sample(texts: Iterable[str], budget_chars: int = QUALIFY_SAMPLE_BYTES) -> list[str]:
@@ -395,7 +395,7 @@ class UnitCheck:
     def _compare(self) -> None:
         if not self._waiting:
             return
-        started = time.perf_counter()
+        started = time.process_time()
         waiting, self._waiting, self._waiting_chars = self._waiting, [], 0
         reference, ref_lengths = self.encoder.reference.encode_flat([w[1] for w in waiting])
         fast = np.concatenate([w[2] for w in waiting])
@@ -414,4 +414,4 @@ class UnitCheck:
                         excerpt=_excerpt(text))
         self.documents += len(waiting)
         self.chars += sum(len(w[1]) for w in waiting)
-        self.seconds += time.perf_counter() - started
+        self.seconds += time.process_time() - started

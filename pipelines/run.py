@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 #: units read, and characters taken from them, for the backend's qualification sample
 QUALIFY_SAMPLE_UNITS = 8
-QUALIFY_SAMPLE_BYTES = 128 * 2**10
+QUALIFY_SAMPLE_BYTES = 64 * 2**10
 
 
 def storage_of(job: JobConfig) -> storage.StorageOptions:

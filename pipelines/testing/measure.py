@@ -14,12 +14,15 @@ WORKER_MARKERS = ("spawn_main", "multiprocessing.forkserver", "dask worker", "py
 
 
 class PeakRSS:
-    """Samples the RSS of a process and its descendants; keeps each one's peak."""
+    """Samples the RSS of a process and its descendants; keeps each one's peak, and the
+    CPU time each had used when last seen (a process's last tenth of a second may be
+    missed)."""
 
     def __init__(self, pid: int, interval_s: float = 0.05) -> None:
         self.pid = pid
         self.interval_s = interval_s
         self.peaks: dict[int, tuple[str, int]] = {}
+        self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -42,8 +45,10 @@ class PeakRSS:
                 try:
                     rss = p.memory_info().rss
                     cmd = " ".join(p.cmdline())[:200]
+                    times = p.cpu_times()
                 except psutil.Error:
                     continue
+                self.cpu[p.pid] = times.user + times.system
                 if rss > self.peaks.get(p.pid, ("", 0))[1]:
                     self.peaks[p.pid] = (cmd, rss)
             self._stop.wait(self.interval_s)
@@ -54,6 +59,10 @@ class PeakRSS:
                    if pid != self.pid and any(m in cmd for m in WORKER_MARKERS)
                    and "resource_tracker" not in cmd and not cmd.startswith("java")]
         return max(workers, default=0) / 2**20
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the whole process tree (the JVMs of Spark included)."""
+        return sum(self.cpu.values())
 
     def driver_peak_mb(self) -> float:
         return self.peaks.get(self.pid, ("", 0))[1] / 2**20
