@@ -146,7 +146,7 @@ def _kill_pool_workers(stop: threading.Event) -> None:
                     os.kill(child.pid, signal.SIGKILL)
             except (psutil.NoSuchProcess, ProcessLookupError):
                 pass
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def test_a_local_pool_that_keeps_dying_fails_the_run_transiently(tmp_path, tokenizer_file,
@@ -156,9 +156,12 @@ def test_a_local_pool_that_keeps_dying_fails_the_run_transiently(tmp_path, token
     from pipelines.errors import WorkersLostError
 
     monkeypatch.setattr(local, "MAX_POOL_RESTARTS", 1)
-    write_jsonl(tmp_path / "raw" / "a.jsonl", [{"text": f"doc {i}"} for i in range(50)])
+    # enough work (about 11 MB: seconds, on the reference backend) that the run
+    # cannot finish between a worker's start and the killer's next look
+    words = " ".join(f"word{i} Wörter {i * 7} 😀" for i in range(120))
+    write_jsonl(tmp_path / "raw" / "a.jsonl", [{"text": f"doc {i} {words}"} for i in range(3200)])
     job = parse_job(make_job(str(tmp_path / "raw"), str(tokenizer_file), str(tmp_path / "out"),
-                             **{"engine.workers": 1}))
+                             **{"engine.workers": 1, "tokenizer.backend": "hf"}))
     stop = threading.Event()
     killer = threading.Thread(target=_kill_pool_workers, args=(stop,), daemon=True)
     killer.start()
