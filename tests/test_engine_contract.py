@@ -1,0 +1,63 @@
+"""The engine contract (:mod:`tests.engine_contract`) for each engine: a process pool,
+a Dask ``LocalCluster`` and a local Spark session, two workers each."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.config import EngineConfig
+from pipelines.testing.s3 import AWS_ENV, AWS_ENV_REMOVED
+from tests.engine_contract import WORKERS, EngineContract
+
+
+class TestLocalEngine(EngineContract):
+    @pytest.fixture
+    def new_engine(self):
+        from pipelines.engines.local import LocalEngine
+
+        def make(progress, **config):
+            return LocalEngine(EngineConfig(kind="local", workers=WORKERS, **config), progress)
+
+        return make
+
+
+class TestDaskEngine(EngineContract):
+    @pytest.fixture
+    def new_engine(self):
+        from pipelines.engines.dask import DaskEngine
+
+        def make(progress, **config):
+            return DaskEngine(EngineConfig(kind="dask", workers=WORKERS,
+                                           dashboard_address="127.0.0.1:0", **config), progress)
+
+        return make
+
+
+@pytest.mark.spark
+class TestSparkEngine(EngineContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def session(cls):
+        """One local session for the class, started with the environment its JVM and
+        Python workers keep (fake AWS credentials, loopback only)."""
+        pytest.importorskip("pyspark")
+        from pipelines.engines.spark import SparkEngine
+
+        with pytest.MonkeyPatch.context() as mp:
+            for key in AWS_ENV_REMOVED:
+                mp.delenv(key, raising=False)
+            for key, value in AWS_ENV.items():
+                mp.setenv(key, value)
+            mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+            owner = SparkEngine(EngineConfig(kind="spark", spark_master=f"local[{WORKERS}]"))
+            with owner:
+                yield owner.spark
+
+    @pytest.fixture
+    def new_engine(self, session):
+        from pipelines.engines.spark import SparkEngine
+
+        def make(progress, **config):
+            return SparkEngine(EngineConfig(kind="spark", **config), progress, session=session)
+
+        return make
