@@ -13,7 +13,7 @@ attempt)``                  a handle (a future)
 ``_result(handle, unit)``   the unit's result, or raise the unit's error
 ``_cancel(handles)``        take back every unit that has not started; return their
                             handles (those units will never run)
-``_recover()``              only for engines whose ``_result`` raises
+``_recover()``              only for engines whose ``_submit`` or ``_result`` raise
                             :class:`InFlightLost`: make the workers usable again
 ``_abort(handles)``         the loop itself was interrupted (Ctrl-C): stop what runs
 ==========================  =============================================================
@@ -32,9 +32,10 @@ The loop, in words:
   cancels every unit it has not started, and the loop waits for the units running,
   recording their results and failures. Nothing is retried or counted after the stop.
 * An engine that loses every unit in flight at once (a process pool whose worker died)
-  says so by raising :class:`InFlightLost`: those units run again once ``_recover``
-  made the workers usable, without counting an attempt (losing a worker is not the
-  unit's failure, as with Dask's and Spark's own reruns), or fail with a transient
+  says so by raising :class:`InFlightLost` from ``_result`` (or from ``_submit``, when
+  it finds out there): those units run again once ``_recover`` made the workers usable,
+  without counting an attempt (losing a worker is not the unit's failure, as with
+  Dask's and Spark's own reruns), or fail with a transient
   :class:`~pipelines.errors.WorkersLostError` when the engine gives up.
 
 Engines hold no pipeline logic: ``task.run_unit`` is all their workers run.
@@ -111,8 +112,8 @@ class Attempts:
 
 
 class InFlightLost(Exception):
-    """Raised by an engine's ``_result``: this unit was lost with every unit in flight
-    (the workers running them are gone), through no fault of its own."""
+    """Raised by an engine's ``_result`` or ``_submit``: this unit was lost with every
+    unit in flight (the workers running them are gone), through no fault of its own."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -132,6 +133,18 @@ class _Pending:
 class _Running:
     unit: WorkUnit
     attempt: int
+
+
+@dataclass
+class _Run:
+    """The state of one ``run``."""
+
+    options: UnitOptions
+    queue: deque[_Pending]
+    running: dict[Handle, _Running] = field(default_factory=dict)
+    outcome: RunOutcome = field(default_factory=RunOutcome)
+    #: a failure stopped the run: nothing is submitted or retried any more
+    stopping: bool = False
 
 
 class Engine:
@@ -181,70 +194,81 @@ class Engine:
 
     def run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
         """Run every unit once (retrying transient failures); see the module docstring."""
-        outcome = RunOutcome()
-        queue: deque[_Pending] = deque(_Pending(u) for u in units)
-        running: dict[Handle, _Running] = {}
-        stopping = False
+        run = _Run(options, queue=deque(_Pending(u) for u in units))
         self.attempts.new_run()
         try:
-            while running or (queue and not stopping):
-                if not stopping:
-                    limit = self._in_flight_limit()
-                    while queue and len(running) < limit:
-                        item = queue.popleft()
-                        attempt = item.attempt or self.attempts.started(item.unit.index)
-                        handle = self._submit(options, item.unit, attempt)
-                        running[handle] = _Running(item.unit, attempt)
-                lost: list[_Running] = []
-                finished = [(h, running.pop(h)) for h in self._wait(list(running))]
-                for handle, job in finished:
-                    unit = job.unit
-                    try:
-                        result = self._result(handle, unit)
-                    except InFlightLost:
-                        lost.append(job)
-                        continue
-                    except Exception as err:
-                        if not stopping and self.attempts.should_retry(unit.index, err):
-                            outcome.retries += 1
-                            self.progress.unit_retry(unit.index,
-                                                     self.attempts.counts[unit.index], err)
-                            queue.append(_Pending(unit))
-                            continue
-                        outcome.failures[unit.index] = err
-                        if not stopping:
-                            stopping = True
-                            self._stop(unit, err, running)
-                        continue
-                    self.attempts.succeeded()
-                    outcome.results[unit.index] = result
-                    self.progress.unit_done(result)
-                if lost and self._lost(lost, running, queue, outcome):
-                    stopping = True
+            while run.running or (run.queue and not run.stopping):
+                lost = self._fill(run)
+                if lost is None:
+                    lost = self._collect(run)
+                if lost:
+                    self._lost(run, lost)
         except BaseException:
-            self._abort(list(running))
+            self._abort(list(run.running))
             raise
-        return outcome
+        return run.outcome
 
-    def _stop(self, unit: WorkUnit, error: BaseException,
-              running: dict[Handle, _Running]) -> None:
+    def _fill(self, run: _Run) -> list[_Running] | None:
+        """Submit units up to the engine's bound; the unit being submitted when the
+        engine lost its workers, if it did."""
+        if run.stopping:
+            return None
+        limit = self._in_flight_limit()
+        while run.queue and len(run.running) < limit:
+            item = run.queue.popleft()
+            attempt = item.attempt or self.attempts.started(item.unit.index)
+            try:
+                handle = self._submit(run.options, item.unit, attempt)
+            except InFlightLost:
+                return [_Running(item.unit, attempt)]
+            run.running[handle] = _Running(item.unit, attempt)
+        return None
+
+    def _collect(self, run: _Run) -> list[_Running]:
+        """Wait for units to finish and report each, a result or a failure under the retry
+        rule; the units lost with their workers."""
+        lost: list[_Running] = []
+        finished = [(h, run.running.pop(h)) for h in self._wait(list(run.running))]
+        for handle, job in finished:
+            unit = job.unit
+            try:
+                result = self._result(handle, unit)
+            except InFlightLost:
+                lost.append(job)
+                continue
+            except Exception as err:
+                if not run.stopping and self.attempts.should_retry(unit.index, err):
+                    run.outcome.retries += 1
+                    self.progress.unit_retry(unit.index, self.attempts.counts[unit.index], err)
+                    run.queue.append(_Pending(unit))
+                    continue
+                run.outcome.failures[unit.index] = err
+                if not run.stopping:
+                    self._stop(run, unit, err)
+                continue
+            self.attempts.succeeded()
+            run.outcome.results[unit.index] = result
+            self.progress.unit_done(result)
+        return lost
+
+    def _stop(self, run: _Run, unit: WorkUnit, error: BaseException) -> None:
         """A failure stops the run: take back the units not started, keep the rest."""
-        cancelled = list(self._cancel(list(running))) if running else []
+        run.stopping = True
+        cancelled = list(self._cancel(list(run.running))) if run.running else []
         for handle in cancelled:
-            running.pop(handle, None)
-        log.info(STOP_LOG, unit.name, type(error).__name__, len(cancelled), len(running))
+            run.running.pop(handle, None)
+        log.info(STOP_LOG, unit.name, type(error).__name__, len(cancelled), len(run.running))
 
-    def _lost(self, lost: list[_Running], running: dict[Handle, _Running],
-              queue: deque[_Pending], outcome: RunOutcome) -> bool:
-        """Units lost with their workers: run them again once the engine recovered, or
-        fail them. True when the run stops."""
-        in_flight = lost + list(running.values())
-        running.clear()
+    def _lost(self, run: _Run, lost: list[_Running]) -> None:
+        """Units lost with their workers (and so every unit in flight): run them again
+        once the engine recovered, or fail them and stop."""
+        in_flight = lost + list(run.running.values())
+        run.running.clear()
         reason = self._recover()
         if reason is not None:
             # transient, like a lost Dask worker: finished units are kept, a rerun resumes
             for job in in_flight:
-                outcome.failures[job.unit.index] = WorkersLostError(job.unit.name, reason)
-            return True
-        queue.extendleft(_Pending(job.unit, job.attempt) for job in reversed(in_flight))
-        return False
+                run.outcome.failures[job.unit.index] = WorkersLostError(job.unit.name, reason)
+            run.stopping = True
+            return
+        run.queue.extendleft(_Pending(job.unit, job.attempt) for job in reversed(in_flight))

@@ -137,7 +137,10 @@ class LocalEngine(Engine):
         return self.workers + QUEUED_UNITS
 
     def _submit(self, options: UnitOptions, unit: WorkUnit, attempt: int) -> Future:
-        return self._pool.submit(run_unit, options, unit)
+        try:
+            return self._pool.submit(run_unit, options, unit)
+        except BrokenProcessPool as err:  # broke since the last units finished
+            raise InFlightLost("a worker process died") from err
 
     def _wait(self, handles: Collection[Future]) -> set[Future]:
         done, _ = wait(handles, return_when=FIRST_COMPLETED)
