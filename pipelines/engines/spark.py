@@ -74,7 +74,8 @@ JOBS_PER_SLOT = 2
 MAX_JOBS_IN_FLIGHT = 256
 #: when a run stops: how long to let Spark's status tracker catch up with the launches
 #: before the jobs it shows with no task launched are cancelled, and how often to look
-TRACKER_SETTLE_S = 5.0
+#: (milliseconds, unless jobs of others hold task slots of a shared session)
+TRACKER_SETTLE_S = 30.0
 TRACKER_POLL_S = 0.02
 #: settings of a session the engine creates; ``spark_conf`` overrides them
 SESSION_CONF = {
@@ -322,27 +323,23 @@ class SparkEngine(Engine):
 
     @staticmethod
     def _not_launched(sc: SparkContext, jobs: list[_UnitJob]) -> list[_UnitJob]:
-        """The jobs whose task Spark has not launched.
+        """The jobs (of those given) whose task Spark has not launched.
 
         Spark's status tracker learns of a launch a moment after it happens (its
-        listener runs behind the scheduler), and a slot that frees when a unit ends is
-        given to the next job at once: so the answer counts only once the tracker sees
-        every task slot busy with one of these jobs, or after ``TRACKER_SETTLE_S``. A
-        job the tracker does not know yet counts as launched.
+        listener runs behind the scheduler), and the slot of a unit that just ended was
+        given to the next job at once: so the tracker's answer counts only once it
+        shows these jobs in every task slot (or all of them launched), or after
+        ``TRACKER_SETTLE_S``. A job the tracker does not know yet counts as launched.
         """
         tracker = sc.statusTracker()
         deadline = time.monotonic() + TRACKER_SETTLE_S
         while True:
-            busy, idle = 0, []
-            for job in jobs:
-                state = _launch_state(tracker, job.group)
-                if state == "running":
-                    busy += 1
-                elif state == "waiting":
-                    idle.append(job)
-            if not idle or busy >= min(sc.defaultParallelism, busy + len(idle)) \
+            states = [(job, _launch_state(tracker, job.group)) for job in jobs]
+            waiting = [job for job, state in states if state == "waiting"]
+            running = sum(1 for _, state in states if state == "running")
+            if running >= min(sc.defaultParallelism, running + len(waiting)) \
                     or time.monotonic() > deadline:
-                return idle
+                return waiting
             time.sleep(TRACKER_POLL_S)
 
     def _abort(self, handles: Collection[_UnitJob]) -> None:
