@@ -37,9 +37,11 @@ class TestDaskEngine(EngineContract):
 class TestSparkEngine(EngineContract):
     @pytest.fixture(scope="class")
     @classmethod
-    def session(cls):
+    def session(cls, s3_server):
         """One local session for the class, started with the environment its JVM and
-        Python workers keep (fake AWS credentials, loopback only)."""
+        Python workers keep: fake AWS credentials, the loopback S3 endpoint, loopback
+        only. The JVM outlives the session and later ones in this process inherit that
+        environment: it is the one tests/test_engine_spark.py sets too."""
         pytest.importorskip("pyspark")
         from pipelines.engines.spark import SparkEngine
 
@@ -48,6 +50,7 @@ class TestSparkEngine(EngineContract):
                 mp.delenv(key, raising=False)
             for key, value in AWS_ENV.items():
                 mp.setenv(key, value)
+            mp.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
             mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
             owner = SparkEngine(EngineConfig(kind="spark", spark_master=f"local[{WORKERS}]"))
             with owner:
