@@ -10,10 +10,11 @@ Faults are real. The inputs are on S3 (moto's server on loopback) and the worker
 it through :class:`~pipelines.testing.faults.FaultProxy`, whose rule (a :class:`Traffic`)
 picks requests by path: it denies one unit its input (403 AccessDenied, a permanent
 error), truncates responses (a transient error once s3fs's own retries are spent), or
-holds a unit's requests until the run stopped. The proxy also sees which units started:
-the first thing ``run_unit`` does is look for its marker. When a failure stops a run the
-loop logs :data:`~pipelines.engines.base.STOP_LOG`; :class:`StopWatch` turns that record
-into an event for the rule.
+holds units' requests (until the run stopped, or until the test lets them go). The
+proxy also sees which units started: the first thing ``run_unit`` does is look for its
+marker. When a failure stops a run the loop logs
+:data:`~pipelines.engines.base.STOP_LOG`; :class:`StopWatch` turns that record into an
+event for the rule.
 """
 
 from __future__ import annotations
@@ -135,6 +136,27 @@ class AllFlaky(Traffic):
 
     def input_request(self, method: str, unit: int) -> str | None:
         return "truncate" if method == "GET" else None
+
+
+class Held(Traffic):
+    """Every input request waits until ``release`` is set; :meth:`wait_held` waits until
+    that many units wait at their input."""
+
+    def __init__(self, inputs: dict[str, int]) -> None:
+        super().__init__(inputs)
+        self.release = threading.Event()
+        self.held: set[int] = set()
+
+    def input_request(self, method: str, unit: int) -> str | None:
+        with self.lock:
+            self.held.add(unit)
+            self.lock.notify_all()
+        self.release.wait(HOLD_S)
+        return None
+
+    def wait_held(self, units: int) -> bool:
+        with self.lock:
+            return self.lock.wait_for(lambda: len(self.held) >= units, timeout=HOLD_S)
 
 
 class DeniedFirst(Traffic):

@@ -1,13 +1,18 @@
 """The engine contract (:mod:`tests.engine_contract`) for each engine: a process pool,
-a Dask ``LocalCluster`` and a local Spark session, two workers each."""
+a Dask ``LocalCluster`` and a local Spark session, two workers each; and what only one
+engine does (the local pool's own recovery)."""
 
 from __future__ import annotations
+
+import os
+import signal
+import threading
 
 import pytest
 
 from pipelines.config import EngineConfig
 from pipelines.testing.s3 import AWS_ENV, AWS_ENV_REMOVED
-from tests.engine_contract import WORKERS, EngineContract
+from tests.engine_contract import WORKERS, EngineContract, Held, Recorder, written
 
 
 class TestLocalEngine(EngineContract):
@@ -19,6 +24,33 @@ class TestLocalEngine(EngineContract):
             return LocalEngine(EngineConfig(kind="local", workers=WORKERS, **config), progress)
 
         return make
+
+    def test_a_killed_worker_process_costs_nothing_but_its_units(self, new_engine, staged,
+                                                                s3, references):
+        """The pool breaks with every unit in flight; a new pool runs them again, and no
+        attempt is counted: losing a worker is not the units' failure."""
+        progress = Recorder()
+        traffic = Held(staged.inputs)
+        staged.proxy.rule = traffic
+        with new_engine(progress) as engine:
+            def kill_one_worker() -> None:
+                try:
+                    if traffic.wait_held(WORKERS):  # every worker is inside a unit
+                        os.kill(min(engine._pool._processes), signal.SIGKILL)
+                finally:
+                    traffic.release.set()
+
+            killer = threading.Thread(target=kill_one_worker)
+            killer.start()
+            try:
+                outcome = engine.run(staged.options, list(staged.plan.units))
+            finally:
+                killer.join()
+
+        assert sorted(outcome.results) == staged.indexes and outcome.failures == {}
+        assert outcome.retries == 0 and progress.retries == []
+        assert sorted(progress.done) == staged.indexes
+        assert written(s3) == references[staged.plan.fingerprint]
 
 
 class TestDaskEngine(EngineContract):

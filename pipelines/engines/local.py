@@ -153,7 +153,8 @@ class LocalEngine(Engine):
             raise InFlightLost("a worker process died") from err
 
     def _cancel(self, handles: Collection[Future]) -> list[Future]:
-        # a future cancels only while it waits in the pool's own queue: then it never runs
+        # a future cancels only while the pool still holds it back from its worker
+        # processes' queue; then it never runs
         return [h for h in handles if h.cancel()]
 
     def _recover(self) -> str | None:
