@@ -7,6 +7,13 @@ stream and progress pages show the pipeline's own work. Workers have one thread 
 default before it gives up on a task (spot capacity), and the driver feeds the
 pipeline's counters to the scheduler, which serves them on its Prometheus endpoint
 (``/metrics``: ``tokenyard_documents_total``, ``tokenyard_tokens_total``, ...).
+
+The scheduling loop is :class:`pipelines.engines.base.Engine`'s. Every unit is
+submitted at once (the scheduler queues them; an adaptive cluster scales on that
+backlog); a retry is a new task, ``tokenize-NNNNNN-<fingerprint>-<attempt>``. Dask
+itself reruns the task of a worker that died, and recomputes a result lost with its
+worker before the driver gathered it. When a run stops, every unit not executing on a
+worker (queued on the scheduler or in a worker's own queue) is cancelled.
 """
 
 from __future__ import annotations
@@ -15,17 +22,18 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import dask
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, Future, LocalCluster, as_completed
 from distributed.scheduler import KilledWorker
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from pipelines.config import EngineConfig
-from pipelines.engines.base import Attempts, RunOutcome
+from pipelines.engines.base import Engine, RunOutcome
 from pipelines.engines.limits import DASK_ALLOWED_FAILURES
 from pipelines.errors import ClusterError, WorkersLostError
 from pipelines.progress import NO_PROGRESS, Progress
@@ -136,17 +144,14 @@ def _lost(error: BaseException, unit: WorkUnit) -> BaseException:
     return error
 
 
-class DaskEngine:
+class DaskEngine(Engine):
     name = "dask"
 
     def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS, *,
                  job_name: str = "", cluster=None, cluster_note: str | None = None,
                  close_cluster: bool = False,
                  make_cluster: Callable[[], tuple[Any, str]] | None = None) -> None:
-        self.config = config
-        self.progress = progress
-        self.job_name = job_name
-        self.attempts = Attempts(config.max_attempts)
+        super().__init__(config, progress, job_name=job_name)
         #: a cluster object made elsewhere (e.g. a KubeCluster); closed at the end if asked
         self.cluster = cluster
         self._own_cluster = close_cluster
@@ -156,6 +161,7 @@ class DaskEngine:
         self._make_cluster = make_cluster
         self.client: Client | None = None
         self._config_ctx = None
+        self._finished: as_completed | None = None
 
     def __enter__(self) -> "DaskEngine":
         self._config_ctx = dask.config.set({
@@ -226,64 +232,71 @@ class DaskEngine:
     def dashboard_link(self) -> str | None:
         return self.client.dashboard_link if self.client else None
 
-    def _submit(self, options: UnitOptions, unit: WorkUnit):
-        attempt = self.attempts.started(unit.index)
-        return self.client.submit(run_unit, options, unit,
-                                  key=task_key(unit, options.fingerprint, attempt), pure=False)
-
     def _report(self, result: UnitResult) -> None:
         self.client.log_event(METRICS_TOPIC, {
             "job": self.job_name, "documents": result.documents, "tokens": result.tokens,
             "input_bytes": result.input_bytes, "rejected": result.rejected})
 
     def run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
+        self._finished = as_completed()
         try:
-            return self._run(options, units)
+            return super().run(options, units)
         except OSError as err:  # distributed's CommClosedError and timeouts among them
             raise ClusterError(
                 f"the connection to the Dask scheduler was lost mid-run ({type(err).__name__}: "
                 f"{err}).", hint="Units that finished are kept; run the same job again to "
                                  "resume once the scheduler is back.", transient=True) from err
 
-    def _run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
-        outcome = RunOutcome()
-        by_index = {u.index: u for u in units}
-        futures = {}
-        for unit in units:
-            futures[unit.index] = self._submit(options, unit)
-        index_of = {f.key: i for i, f in futures.items()}
-        pending = as_completed(list(futures.values()))
-        stop = False
-        for future in pending:
-            index = index_of[future.key]
-            if future.status == "cancelled":
-                continue
-            # A finished result can be lost again (its worker killed) before it is
-            # gathered: the status is then "lost" or "pending" and Dask recomputes it.
-            # result() waits for that; only an exception counts as a failure.
-            try:
-                result = future.result()
-            except Exception as err:  # the unit's own error, sent back by Dask
-                error = _lost(err, by_index[index])
-            else:
-                self.attempts.succeeded()
-                outcome.results[index] = result
-                self._report(result)
-                self.progress.unit_done(result)
-                future.release()
-                continue
+    # -- the loop's hooks --------------------------------------------------------------
+
+    def _in_flight_limit(self) -> int:
+        # every unit: the scheduler queues what its workers cannot take yet, and an
+        # adaptive cluster scales on that backlog
+        return sys.maxsize
+
+    def _submit(self, options: UnitOptions, unit: WorkUnit, attempt: int) -> Future:
+        future = self.client.submit(run_unit, options, unit,
+                                    key=task_key(unit, options.fingerprint, attempt), pure=False)
+        self._finished.add(future)
+        return future
+
+    def _wait(self, handles: Collection[Future]) -> list[Future]:
+        wanted = set(handles)
+        while True:  # cancelled futures come out too: skip them
+            done = [f for f in self._finished.next_batch(block=True) if f in wanted]
+            if done:
+                return done
+
+    def _result(self, future: Future, unit: WorkUnit) -> UnitResult:
+        # A finished result can be lost again (its worker killed) before it is gathered:
+        # the status is then "lost" or "pending" and Dask recomputes it. result() waits
+        # for that; only an exception counts as a failure.
+        try:
+            if future.cancelled():
+                raise WorkersLostError(unit.name, "the cluster cancelled its task")
+            result = future.result()
+        except Exception as err:  # the unit's own error, sent back by Dask
+            error = _lost(err, unit)
+            if error is err:
+                raise
+            raise error from err
+        finally:
             future.release()
-            if not stop and self.attempts.should_retry(index, error):
-                outcome.retries += 1
-                self.progress.unit_retry(index, self.attempts.counts[index], error)
-                retry = self._submit(options, by_index[index])
-                index_of[retry.key] = index
-                pending.add(retry)
-                continue
-            outcome.failures[index] = error
-            if not stop:
-                stop = True
-                log.info("unit %06d failed for good; cancelling units not started", index)
-                waiting = [f for f in futures.values() if f.status == "pending"]
-                self.client.cancel(waiting)
-        return outcome
+        self._report(result)
+        return result
+
+    def _cancel(self, futures: Collection[Future]) -> list[Future]:
+        """Every unit not executing on a worker: queued on the scheduler or waiting in a
+        worker's own queue."""
+        executing: set[str] = set()
+        for keys in self.client.run(_running_keys, on_error="ignore").values():
+            executing.update(keys)
+        doomed = [f for f in futures if not f.done() and str(f.key) not in executing]
+        if doomed:
+            self.client.cancel(doomed)
+        return doomed
+
+
+def _running_keys(dask_worker) -> list[str]:
+    """On a worker: the keys of the tasks its threads are running."""
+    return [str(ts.key) for ts in dask_worker.state.all_running_tasks]

@@ -6,9 +6,13 @@ options, loads the job's tokenizer once (:mod:`pipelines.engines.preload`); each
 forks from it ready to encode. No tokenizer thread pool is ever forked, since the server
 never encodes. Workers take the driver's environment as it is when the pool starts.
 They are started when the engine is entered, so that their start overlaps the driver's
-own work (checking the tokenizer backend). A worker process that dies (killed, out of
-memory) breaks the pool; the engine starts a new pool and runs the units that were in
-flight again.
+own work (checking the tokenizer backend).
+
+The scheduling loop is :class:`pipelines.engines.base.Engine`'s; this engine keeps one
+unit per worker in flight plus one queued (:data:`QUEUED_UNITS`). A worker process that
+dies (killed, out of memory) breaks the pool, and every unit in flight with it: the
+engine starts a new pool and the loop runs those units again, up to
+:data:`MAX_POOL_RESTARTS` times a run.
 """
 
 from __future__ import annotations
@@ -20,17 +24,17 @@ import multiprocessing
 import os
 import pickle
 import tempfile
+from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 from pipelines import storage, worker_env
-from pipelines.engines.base import Attempts, RunOutcome
+from pipelines.engines.base import Engine, InFlightLost, RunOutcome
 from pipelines.engines.limits import LOCAL_POOL_RESTARTS
 from pipelines.engines.preload import PRELOAD_ENV
-from pipelines.errors import WorkersLostError
 from pipelines.progress import NO_PROGRESS, Progress
-from pipelines.records import UnitOptions, WorkUnit
+from pipelines.records import UnitOptions, UnitResult, WorkUnit
 from pipelines.task import run_unit, warm_up
 
 if TYPE_CHECKING:
@@ -40,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: times the pool may break (a worker killed) before the run gives up
 MAX_POOL_RESTARTS = LOCAL_POOL_RESTARTS
+#: units in flight beyond one per worker: the pool hands it to the first worker that
+#: frees, so no worker waits for the driver. A unit in the pool's queue can no longer be
+#: cancelled, so no more wait there: a run that stops finishes one unit per worker at most
+QUEUED_UNITS = 1
 
 
 def _init_worker(environ: dict[str, str], preload: UnitOptions | None) -> None:
@@ -86,16 +94,16 @@ def _start_context(preload: UnitOptions | None):
     return context
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     name = "local"
 
     def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS, *,
                  job_name: str = "", preload: UnitOptions | None = None) -> None:
+        super().__init__(config, progress, job_name=job_name)
         self.workers = config.workers or os.cpu_count() or 1
-        self.attempts = Attempts(config.max_attempts)
-        self.progress = progress
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
+        self._restarts = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
         pool = ProcessPoolExecutor(self.workers, mp_context=_start_context(self.preload),
@@ -120,50 +128,41 @@ class LocalEngine:
             self._pool = None
 
     def run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
-        outcome = RunOutcome()
-        queue = list(units)
-        running: dict[Future, WorkUnit] = {}
-        restarts = 0
-        stop = False
-        while (queue and not stop) or running:
-            while queue and not stop and len(running) < self.workers * 2:
-                unit = queue.pop(0)
-                self.attempts.started(unit.index)
-                running[self._pool.submit(run_unit, options, unit)] = unit
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken: list[WorkUnit] = []
-            for fut in done:
-                unit = running.pop(fut)
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    broken.append(unit)
-                    continue
-                except Exception as err:
-                    if self.attempts.should_retry(unit.index, err):
-                        outcome.retries += 1
-                        self.progress.unit_retry(unit.index, self.attempts.counts[unit.index], err)
-                        queue.append(unit)
-                    else:
-                        outcome.failures[unit.index] = err
-                        stop = True
-                    continue
-                self.attempts.succeeded()
-                outcome.results[unit.index] = result
-                self.progress.unit_done(result)
-            if broken:
-                restarts += 1
-                log.warning("a worker process died; restarting the pool (%d)", restarts)
-                in_flight = broken + list(running.values())
-                running.clear()
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                if restarts > MAX_POOL_RESTARTS:
-                    # the units in flight fail the run, transient like a lost Dask worker:
-                    # finished units are kept and a rerun resumes
-                    for unit in in_flight:
-                        outcome.failures[unit.index] = WorkersLostError(
-                            unit.name, f"worker processes died {restarts} times in this run")
-                    return outcome
-                queue[:0] = in_flight
-                self._pool = self._new_pool()
-        return outcome
+        self._restarts = 0
+        return super().run(options, units)
+
+    # -- the loop's hooks --------------------------------------------------------------
+
+    def _in_flight_limit(self) -> int:
+        return self.workers + QUEUED_UNITS
+
+    def _submit(self, options: UnitOptions, unit: WorkUnit, attempt: int) -> Future:
+        try:
+            return self._pool.submit(run_unit, options, unit)
+        except BrokenProcessPool as err:  # broke since the last units finished
+            raise InFlightLost("a worker process died") from err
+
+    def _wait(self, handles: Collection[Future]) -> set[Future]:
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        return done
+
+    def _result(self, handle: Future, unit: WorkUnit) -> UnitResult:
+        try:
+            return handle.result()
+        except BrokenProcessPool as err:
+            raise InFlightLost("a worker process died") from err
+
+    def _cancel(self, handles: Collection[Future]) -> list[Future]:
+        # a future cancels only while the pool still holds it back from its worker
+        # processes' queue; then it never runs
+        return [h for h in handles if h.cancel()]
+
+    def _recover(self) -> str | None:
+        """A new pool for the broken one, up to ``MAX_POOL_RESTARTS`` times a run."""
+        self._restarts += 1
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._restarts > MAX_POOL_RESTARTS:
+            return f"worker processes died {self._restarts} times in this run"
+        log.warning("a worker process died; restarting the pool (%d)", self._restarts)
+        self._pool = self._new_pool()
+        return None

@@ -8,20 +8,23 @@ Where the session comes from, in order: the session already active in this proce
 created, it stops at the end; one it found, it leaves running.
 
 Why one job per unit: the driver submits jobs from a thread pool (FAIR scheduler,
-about two jobs per task slot in flight), so each unit's result reaches
-``progress.unit_done`` the moment its job ends, and a failed unit is known at once.
+about two jobs per task slot in flight, so that a slot that frees has the next job
+waiting), so each unit's result reaches ``progress.unit_done`` the moment its job ends,
+and a failed unit is known at once. Each job has a job group of its own, so that a run
+that stops cancels the jobs whose task Spark has not launched yet.
 
 Failures, split by who handles them:
 
 * Errors raised by ``run_unit`` never fail the Spark task: the task returns them as
-  values and the driver applies the same rule as every engine (``Attempts``): a
-  transient error runs the unit again as a new job, up to ``max_attempts``; a
-  permanent one (bad input, a missing tokenizer) is the unit's failure and stops the
-  run after the units already running. Spark never retries bad input in a loop.
+  values and the driver applies the scheduling loop of every engine
+  (:class:`pipelines.engines.base.Engine`): a transient error runs the unit again as a
+  new job, up to ``max_attempts``; a permanent one (bad input, a missing tokenizer) is
+  the unit's failure and stops the run after the units already running. Spark never
+  retries bad input in a loop.
 * A lost executor or a crashed Python worker fails the task itself: Spark reruns it,
   up to ``spark.task.maxFailures`` (raised for spot; ``local[N]`` becomes
   ``local[N,F]``). Only when Spark gives up does the unit fail, with
-  :class:`SparkJobFailed` (transient, so ``Attempts`` may try once more).
+  :class:`SparkJobFailed` (transient, so the loop may try once more).
 
 Storage I/O stays in Python inside the tasks (s3fs), so no Hadoop S3 jars are needed,
 and workers find credentials through the AWS chain of the environment they run in.
@@ -35,16 +38,19 @@ import os
 import pickle
 import re
 import sys
+import threading
+import time
 import traceback
 import uuid
-from collections import deque
+from collections.abc import Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from pipelines.config import EngineConfig
-from pipelines.engines.base import Attempts, RunOutcome
+from pipelines.engines.base import Engine, RunOutcome
 from pipelines.engines.limits import (SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS,
                                       SPARK_TASK_MAX_FAILURES)
 from pipelines.errors import ClusterError, TokenyardError
@@ -66,6 +72,11 @@ FAILURE_CONF = {
 JOBS_PER_SLOT = 2
 #: upper bound on jobs in flight (driver threads), whatever the cluster size
 MAX_JOBS_IN_FLIGHT = 256
+#: when a run stops: how long to let Spark's status tracker catch up with the launches
+#: before the jobs it shows with no task launched are cancelled, and how often to look
+#: (milliseconds, unless jobs of others hold task slots of a shared session)
+TRACKER_SETTLE_S = 30.0
+TRACKER_POLL_S = 0.02
 #: settings of a session the engine creates; ``spark_conf`` overrides them
 SESSION_CONF = {
     "spark.ui.showConsoleProgress": "false",
@@ -129,20 +140,20 @@ def local_with_retries(master: str) -> str:
     return f"local[{m.group('threads') or 1},{MAX_TASK_FAILURES}]"
 
 
-class SparkEngine:
+class SparkEngine(Engine):
     name = "spark"
 
     def __init__(self, config: EngineConfig, progress: Progress = NO_PROGRESS, *,
                  job_name: str = "", session: SparkSession | None = None,
                  spark_conf: dict[str, str] | None = None) -> None:
-        self.config = config
-        self.progress = progress
-        self.job_name = job_name
-        self.attempts = Attempts(config.max_attempts)
+        super().__init__(config, progress, job_name=job_name)
         self.spark = session
         self.spark_conf = dict(spark_conf or {})
         self._own_session = False
+        #: prefix of the job groups of this engine's units
         self._group = f"tokenyard-{uuid.uuid4().hex[:12]}"
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots_wanted_now = 0
 
     # -- the session -------------------------------------------------------------------
 
@@ -243,61 +254,131 @@ class SparkEngine:
         slots = max(sc.defaultParallelism, slots_wanted)  # executors come and go
         return max(2, min(MAX_JOBS_IN_FLIGHT, JOBS_PER_SLOT * slots))
 
-    def _run_job(self, options: UnitOptions, unit: WorkUnit):
-        """In a driver thread: one Spark job for one unit; returns (result, error, trace)."""
-        sc = self.spark.sparkContext
-        # thread-local in PySpark's pinned-thread mode: names the job in the UI
-        sc.setJobGroup(self._group, f"tokenize unit {unit.name}", interruptOnCancel=False)
-        try:
-            rdd = sc.parallelize([(options, unit)], 1)
-            [answer] = rdd.map(_task).collect()
-        except Exception as err:
-            return None, SparkJobFailed(unit.name, _spark_reason(err)), None
-        return answer
-
     def run(self, options: UnitOptions, units: list[WorkUnit]) -> RunOutcome:
         sc = self.spark.sparkContext
-        outcome = RunOutcome()
-        queue = deque(units)
-        running: dict[Future, WorkUnit] = {}
-        stop = False
-        slots_wanted = self._slots_wanted(sc)
-        pool = ThreadPoolExecutor(MAX_JOBS_IN_FLIGHT, thread_name_prefix="tokenyard-spark")
+        self._slots_wanted_now = self._slots_wanted(sc)
+        self._pool = ThreadPoolExecutor(MAX_JOBS_IN_FLIGHT, thread_name_prefix="tokenyard-spark")
         try:
-            while (queue and not stop) or running:
-                limit = self._jobs_in_flight(sc, slots_wanted)
-                while queue and not stop and len(running) < limit:
-                    unit = queue.popleft()
-                    self.attempts.started(unit.index)
-                    running[pool.submit(self._run_job, options, unit)] = unit
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    unit = running.pop(fut)
-                    result, error, trace = fut.result()
-                    if error is None:
-                        self._done(outcome, result)
-                        continue
-                    if trace:
-                        log.debug("unit %s failed in its Spark task:\n%s", unit.name, trace)
-                    if not stop and self.attempts.should_retry(unit.index, error):
-                        outcome.retries += 1
-                        self.progress.unit_retry(unit.index, self.attempts.counts[unit.index],
-                                                 error)
-                        queue.append(unit)
-                        continue
-                    outcome.failures[unit.index] = error
-                    if not stop:
-                        stop = True
-                        log.info("unit %s failed for good; no more units start", unit.name)
+            outcome = super().run(options, units)
         except BaseException:
-            with contextlib.suppress(Exception):  # the context may be gone already
-                sc.cancelJobGroup(self._group)
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
             raise
-        pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
         return outcome
 
-    def _done(self, outcome: RunOutcome, result: UnitResult) -> None:
-        self.attempts.succeeded()
-        outcome.results[result.index] = result
-        self.progress.unit_done(result)
+    # -- the loop's hooks --------------------------------------------------------------
+
+    def _in_flight_limit(self) -> int:
+        return self._jobs_in_flight(self.spark.sparkContext, self._slots_wanted_now)
+
+    def _submit(self, options: UnitOptions, unit: WorkUnit, attempt: int) -> _UnitJob:
+        job = _UnitJob(unit, f"{self._group}-{unit.name}-{attempt}")
+        job.future = self._pool.submit(self._run_job, options, job)
+        return job
+
+    def _run_job(self, options: UnitOptions, job: _UnitJob):
+        """In a driver thread: one Spark job for one unit; returns (result, error, trace)."""
+        with job.lock:
+            if job.cancelled:
+                return None, None, None
+            job.submitted = True
+        sc = self.spark.sparkContext
+        # thread-local in PySpark's pinned-thread mode: names the job in the UI
+        sc.setJobGroup(job.group, f"tokenize unit {job.unit.name}", interruptOnCancel=False)
+        try:
+            rdd = sc.parallelize([(options, job.unit)], 1)
+            [answer] = rdd.map(_task).collect()
+        except Exception as err:
+            return None, SparkJobFailed(job.unit.name, _spark_reason(err)), None
+        return answer
+
+    def _wait(self, handles: Collection[_UnitJob]) -> list[_UnitJob]:
+        by_future = {job.future: job for job in handles}
+        done, _ = wait(by_future, return_when=FIRST_COMPLETED)
+        return [by_future[f] for f in done]
+
+    def _result(self, job: _UnitJob, unit: WorkUnit) -> UnitResult:
+        result, error, trace = job.future.result()
+        if error is None:
+            return result
+        if trace:
+            log.debug("unit %s failed in its Spark task:\n%s", unit.name, trace)
+        raise error
+
+    def _cancel(self, handles: Collection[_UnitJob]) -> list[_UnitJob]:
+        """Jobs not given to Spark yet, and jobs Spark holds with no task launched."""
+        doomed, given = [], []
+        for job in handles:
+            with job.lock:
+                if not job.submitted:
+                    job.cancelled = True  # its thread will not submit it
+                    doomed.append(job)
+                else:
+                    given.append(job)
+        sc = self.spark.sparkContext
+        for job in self._not_launched(sc, given):
+            sc.cancelJobGroup(job.group)
+            doomed.append(job)
+        return doomed
+
+    @staticmethod
+    def _not_launched(sc: SparkContext, jobs: list[_UnitJob]) -> list[_UnitJob]:
+        """The jobs (of those given) whose task Spark has not launched.
+
+        Spark's status tracker learns of a launch a moment after it happens (its
+        listener runs behind the scheduler), and the slot of a unit that just ended was
+        given to the next job at once: so the tracker's answer counts only once it
+        shows these jobs in every task slot (or all of them launched), or after
+        ``TRACKER_SETTLE_S``. A job the tracker does not know yet counts as launched.
+        """
+        tracker = sc.statusTracker()
+        deadline = time.monotonic() + TRACKER_SETTLE_S
+        while True:
+            states = [(job, _launch_state(tracker, job.group)) for job in jobs]
+            waiting = [job for job, state in states if state == "waiting"]
+            running = sum(1 for _, state in states if state == "running")
+            if running >= min(sc.defaultParallelism, running + len(waiting)) \
+                    or time.monotonic() > deadline:
+                return waiting
+            time.sleep(TRACKER_POLL_S)
+
+    def _abort(self, handles: Collection[_UnitJob]) -> None:
+        for job in handles:
+            with job.lock:
+                job.cancelled = True
+                submitted = job.submitted
+            if submitted:
+                with contextlib.suppress(Exception):  # the context may be gone already
+                    self.spark.sparkContext.cancelJobGroup(job.group)
+
+
+@dataclass(eq=False)
+class _UnitJob:
+    """One unit's Spark job (its own job group), the driver thread's future for it, and
+    whether it was given to Spark or cancelled before that."""
+
+    unit: WorkUnit
+    group: str
+    future: Future | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    submitted: bool = False
+    cancelled: bool = False
+
+
+def _launch_state(tracker, group: str) -> str:
+    """``"unknown"`` (no job yet), ``"waiting"`` (no task launched), ``"running"`` (its
+    task runs) or ``"ended"``, from Spark's status tracker."""
+    ids = tracker.getJobIdsForGroup(group)
+    if not ids:
+        return "unknown"
+    info = tracker.getJobInfo(max(ids))
+    if info is None:
+        return "unknown"
+    if info.status != "RUNNING":
+        return "ended"
+    stages = [tracker.getStageInfo(sid) for sid in info.stageIds]
+    if any(st is not None and st.numActiveTasks > 0 for st in stages):
+        return "running"
+    if any(st is not None and st.numCompletedTasks + st.numFailedTasks > 0 for st in stages):
+        return "ended"
+    return "waiting"

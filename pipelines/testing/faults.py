@@ -9,7 +9,8 @@
   path the rendered ``preStop`` hook takes on a spot notice.
 * :class:`FaultProxy` is an HTTP proxy on 127.0.0.1 between s3fs and an S3 endpoint that,
   seeded, answers a fraction of requests with 503 SlowDown, 500 InternalError, a reset,
-  a stall or a truncated response, or fails everything (an outage).
+  a stall or a truncated response, or fails everything (an outage); or, given a
+  ``rule``, faults (or holds) the very requests the rule picks.
 * :func:`start_cli` / :func:`kill_tree` run ``tokenyard`` as a subprocess in its own
   session and SIGKILL it (and its workers), for driver-kill campaigns.
 
@@ -28,8 +29,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,11 +218,14 @@ def retire_via_http(dashboard_url: str, worker_address: str, timeout_s: float = 
 # -- the fault proxy -------------------------------------------------------------------
 
 FAULT_KINDS = ("slowdown", "internal", "reset", "stall", "truncate")
+#: what a ``rule`` may answer besides :data:`FAULT_KINDS`: 403 AccessDenied (permanent)
+RULE_KINDS = (*FAULT_KINDS, "denied")
 
 _ERRORS = {
     "slowdown": (503, "Service Unavailable", "SlowDown", "Please reduce your request rate."),
     "internal": (500, "Internal Server Error", "InternalError",
                  "We encountered an internal error. Please try again."),
+    "denied": (403, "Forbidden", "AccessDenied", "Access Denied"),
 }
 
 
@@ -242,17 +248,23 @@ class FaultProxy:
     ``outage`` set to ``"503"`` answers every request with 503 SlowDown; ``"refuse"``
     closes the listening socket, so new connections are refused until :meth:`heal`, and
     resets requests that arrive on connections already open.
+    ``rule(method, path)``, when set, sees every request first (``path`` is the
+    unquoted path, ``/bucket/key`` for path-style S3): it answers a kind of
+    :data:`RULE_KINDS` to fault that request, or None to let the draw decide. It runs on
+    the request's own connection thread and may block there to hold the request.
     Counts of requests and injected faults are in :attr:`stats`.
     """
 
     def __init__(self, upstream: str, *, rate: float = 0.15, seed: int = 0,
-                 kinds: tuple[str, ...] = FAULT_KINDS, stall_s: float = 3.0) -> None:
+                 kinds: tuple[str, ...] = FAULT_KINDS, stall_s: float = 3.0,
+                 rule: Callable[[str, str], str | None] | None = None) -> None:
         host_port = upstream.split("://", 1)[-1].rstrip("/")
         host, port = host_port.rsplit(":", 1)
         self.upstream = (host, int(port))
         self.rate = rate
         self.kinds = kinds
         self.stall_s = stall_s
+        self.rule = rule
         self.outage: str | None = None
         self.stats: Counter = Counter()
         self._rng = random.Random(seed)
@@ -335,7 +347,18 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(conn,), daemon=True,
                              name="fault-proxy-conn").start()
 
-    def _draw(self) -> str | None:
+    def _draw(self, request: bytes = b"") -> str | None:
+        if self.rule is not None and request:
+            method, target = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[:2]
+            kind = self.rule(method, urllib.parse.unquote(target.split("?", 1)[0]))
+            if kind is not None:
+                if kind not in RULE_KINDS:
+                    raise ValueError(f"a fault proxy rule answered {kind!r}; expected one "
+                                     f"of {RULE_KINDS} or None")
+                with self._lock:
+                    self.stats["requests"] += 1
+                    self.stats[kind] += 1
+                return kind
         with self._lock:
             self.stats["requests"] += 1
             if self.outage == "503":
@@ -358,8 +381,8 @@ class FaultProxy:
                 request, buf = _read_request(conn, buf)
                 if request is None:
                     return
-                fault = self._draw()
-                if fault in ("outage", "slowdown", "internal"):
+                fault = self._draw(request)
+                if fault in ("outage", "slowdown", "internal", "denied"):
                     err = _ERRORS["slowdown" if fault == "outage" else fault]
                     response = s3_error_response(*err)
                     if request.split(b" ", 1)[0].upper() == b"HEAD":
