@@ -105,12 +105,6 @@ class UnitOptions:
     split_special_tokens: bool = False
     batch_chars: int = 1_000_000
 
-    @property
-    def storage(self) -> StorageOptions:
-        """The former name of :attr:`storage_options`, still read by the engines'
-        tokenizer preload and the cost calibration."""
-        return self.storage_options
-
 
 @dataclass(frozen=True)
 class ShardFile:

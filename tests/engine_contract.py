@@ -256,7 +256,8 @@ class EngineContract:
             references[plan.fingerprint] = written(s3, "s3://out/plain")
         with FaultProxy(s3.endpoint, rate=0.0) as proxy:
             options = dataclasses.replace(
-                direct, storage={**direct.storage, "endpoint_url": proxy.endpoint})
+                direct, storage_options=dataclasses.replace(direct.storage_options,
+                                                            endpoint_url=proxy.endpoint))
             yield Staged(plan, options, proxy, inputs)
 
     @pytest.fixture

@@ -76,7 +76,7 @@ def _start_context(preload: UnitOptions | None):
     path = None
     if preload is not None:
         try:
-            data = storage.read_bytes(preload.tokenizer_path, preload.storage)
+            data = storage.read_bytes(preload.tokenizer_path, preload.storage_options)
             with tempfile.NamedTemporaryFile("wb", prefix="tokenyard-preload-",
                                              delete=False) as f:
                 pickle.dump((preload, data), f)
