@@ -25,7 +25,7 @@ REGION = "us-east-1"
 
 
 def rows(prices: dict, region: str) -> list[tuple[str, float]]:
-    from pipelines.kube.instances import instance_types
+    from pipelines.kube.capacity.instances import instance_types
 
     table = prices["prices"][region]
     return [(i.name, float(table[i.name])) for i in instance_types()

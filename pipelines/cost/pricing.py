@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 from pipelines.cost import _price_data
 from pipelines.errors import ConfigError
-from pipelines.kube.instances import InstanceType
+from pipelines.kube.capacity.instances import InstanceType
 
 REGION = _price_data.REGION
 #: EC2 bills Linux instances per second, with this minimum per instance
@@ -255,7 +255,8 @@ class RootVolume:
 @functools.cache
 def worker_root_volume() -> RootVolume:
     """The root volume of the shipped EC2NodeClass the CPU pools launch nodes with."""
-    from pipelines.kube.pools import CLUSTER_NAME, node_class_objects
+    from pipelines.kube.capacity.pools import CLUSTER_NAME
+    from pipelines.kube.render.nodepools import node_class_objects
 
     spec = next(o for o in node_class_objects() if o["metadata"]["name"] == CLUSTER_NAME)
     ebs = spec["spec"]["blockDeviceMappings"][0]["ebs"]

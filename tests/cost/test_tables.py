@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipelines.cost import _price_data
 from pipelines.cost.pricing import builtin_on_demand, price_book
-from pipelines.kube.instances import instance_types
+from pipelines.kube.capacity.instances import instance_types
 from tests.conftest import REPO
 
 

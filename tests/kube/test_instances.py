@@ -3,7 +3,7 @@ from pathlib import Path
 
 from pipelines.kube import _instance_data
 from pipelines.kube.build_instance_table import render
-from pipelines.kube.instances import instance_types
+from pipelines.kube.capacity.instances import instance_types
 
 
 def test_table_is_compact_and_names_its_sources():

@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 
 from pipelines.kube import _instance_data
-from pipelines.kube.quantity import MIB
+from pipelines.kube.capacity.quantity import MIB
 
 #: labels Karpenter puts on every node, as this table knows them
 LABEL_CATEGORY = "karpenter.k8s.aws/instance-category"
