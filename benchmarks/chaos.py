@@ -13,12 +13,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# the fault kit lives with the tests (tests/faults/kit.py); Dask's worker processes
+# unpickle its ExecutionLog plugin, so they need the checkout on their path too
+sys.path.insert(0, str(REPO))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
 def census(output_uri: str, storage_options) -> Counter:
@@ -48,9 +56,9 @@ def main() -> int:
     from pipelines.run import run_job
     from pipelines.storage import StorageOptions
     from pipelines.testing.corpus import tiny_tokenizer_json, write_jsonl
-    from pipelines.testing.faults import ExecutionLog, FaultProxy, WorkerKiller, read_execution_log
     from pipelines.testing.s3 import s3_server
     from pipelines.verify import verify
+    from tests.faults.kit import ExecutionLog, FaultProxy, WorkerKiller, read_execution_log
 
     root = Path(tempfile.mkdtemp(prefix="tokenyard-chaos-"))
     try:

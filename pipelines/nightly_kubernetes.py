@@ -67,13 +67,13 @@ def render_night(night: Night, kind: str, profile_path: str, *, attempt: int = 1
     name = object_name(night, attempt)
     job = night.job.with_overrides(name=name)
     if kind == "daskjob":
-        from pipelines.kube.dask import render
-        from pipelines.kube.profiles import load_dask_profile
+        from pipelines.kube.capacity.profiles import load_dask_profile
+        from pipelines.kube.render.dask import render
 
         return render(job, load_dask_profile(profile_path), as_job=True, source=profile_path)
     if kind == "sparkapplication":
-        from pipelines.kube.profiles import load_spark_profile
-        from pipelines.kube.spark import render_operator
+        from pipelines.kube.capacity.profiles import load_spark_profile
+        from pipelines.kube.render.spark import render_operator
 
         return render_operator(job.with_overrides(**{"engine.kind": "spark"}),
                                load_spark_profile(profile_path), source=profile_path)

@@ -7,7 +7,7 @@ The tests call the engine as the driver does (``with engine: engine.run(options,
 units)``) over a plan of :data:`UNITS` units, one per input file.
 
 Faults are real. The inputs are on S3 (moto's server on loopback) and the workers reach
-it through :class:`~pipelines.testing.faults.FaultProxy`, whose rule (a :class:`Traffic`)
+it through :class:`~tests.faults.kit.FaultProxy`, whose rule (a :class:`Traffic`)
 picks requests by path: it denies one unit its input (403 AccessDenied, a permanent
 error), truncates responses (a transient error once s3fs's own retries are spent), or
 holds units' requests (until the run stopped, or until the test lets them go). The
@@ -35,7 +35,7 @@ from pipelines.records import Plan, UnitOptions, UnitResult
 from pipelines.run import read_tokenizer, storage_of, unit_options
 from pipelines.task import run_unit
 from pipelines.testing.corpus import write_jsonl
-from pipelines.testing.faults import FaultProxy
+from tests.faults.kit import FaultProxy
 from tests.conftest import make_job
 
 #: units of a plan: one input file of about ``FILE_BYTES`` each (``TARGET`` keeps two

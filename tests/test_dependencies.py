@@ -41,7 +41,7 @@ CORE = "core"
 AREAS = (
     ("pipelines/engines/spark.py", "spark"),
     ("pipelines/kube/cluster.py", "kubernetes"),
-    ("pipelines/kube/validate.py", "kubernetes"),
+    ("pipelines/kube/checks/validate.py", "kubernetes"),
     ("pipelines/nightly_airflow.py", "airflow"),
     ("pipelines/training/pytorch.py", "training"),
     ("pipelines/testing/s3.py", "test-core"),

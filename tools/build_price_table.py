@@ -1,31 +1,32 @@
-"""Regenerate ``pipelines/cost/_price_data.py``, the compact on-demand price table.
+"""Regenerate the compact on-demand price table, ``pipelines/cost/on_demand_prices.json``.
 
 Run from the repository root::
 
-    python tools/build_price_table.py ../shared/data/aws > pipelines/cost/_price_data.py
+    python tools/build_price_table.py ../shared/data/aws > pipelines/cost/on_demand_prices.json
 
 It keeps only what ``tokenyard cost`` prices: the on-demand Linux price in USD per
 instance-hour of every instance type in the compact instance table
-(``pipelines/kube/_instance_data.py``) whose category a tokenization pool can launch
-(c, m, r: the three CPU:memory classes and the stable pool). Spot savings and
-interruption bands are already in the instance table and are not repeated here.
+(``pipelines/kube/capacity/instance_types.json``, from ``build_instance_table.py``) whose
+category a tokenization pool can launch (c, m, r: the three CPU:memory classes and the
+stable pool). Spot savings and interruption bands are already in the instance table and
+are not repeated here.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import sys
 from pathlib import Path
 
+import compact_table
+
 #: categories priced: the worker classes (c, m, r) and the stable pool (m)
 CATEGORIES = ("c", "m", "r")
-REGION = "us-east-1"
+OUTPUT = "pipelines/cost/on_demand_prices.json"
+COLUMNS = ("name", "on_demand_usd_per_hour")
 
 
 def rows(prices: dict, region: str) -> list[tuple[str, float]]:
-    from pipelines.kube.instances import instance_types
+    from pipelines.kube.capacity.instances import instance_types
 
     table = prices["prices"][region]
     return [(i.name, float(table[i.name])) for i in instance_types()
@@ -33,36 +34,24 @@ def rows(prices: dict, region: str) -> list[tuple[str, float]]:
 
 
 def render(prices: dict, region: str, date: str) -> str:
-    body = "\n".join(f"{name},{price!r}" for name, price in rows(prices, region))
-    return f'''"""Compact on-demand price table (generated; do not edit by hand).
-
-Generated {date} by ``python tools/build_price_table.py`` from:
-
-* on-demand Linux prices, USD per instance-hour, {region}: {prices["source"]},
-  generated_at {prices["generated_at"]}
-
-Kept: the instance types of categories {", ".join(CATEGORIES)} in
-``pipelines/kube/_instance_data.py``.
-"""
-
-REGION = "{region}"
-GENERATED = "{date}"
-SOURCE_GENERATED_AT = "{prices["generated_at"]}"
-COLUMNS = ("name", "on_demand_usd_per_hour")
-
-CSV = """\\
-{body}
-"""
-'''
+    meta = {
+        "about": "Compact on-demand price table (generated; do not edit by hand).",
+        "generated": date,
+        "generator": f"python tools/build_price_table.py ../shared/data/aws > {OUTPUT}",
+        "sources": [f"on-demand Linux prices, USD per instance-hour, {region}: "
+                    f"{prices['source']}, generated_at {prices['generated_at']}"],
+        "source_generated_at": prices["generated_at"],
+        "kept": f"the instance types of categories {', '.join(CATEGORIES)} in "
+                "pipelines/kube/capacity/instance_types.json.",
+        "region": region,
+    }
+    return compact_table.dumps(meta, COLUMNS, rows(prices, region))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir", type=Path, help="folder with on-demand-prices.json")
-    parser.add_argument("--region", default=REGION)
-    parser.add_argument("--date", default=datetime.date.today().isoformat())
-    args = parser.parse_args(argv)
-    prices = json.loads((args.data_dir / "on-demand-prices.json").read_text())
+    args = compact_table.parser(__doc__.splitlines()[0],
+                                "folder with on-demand-prices.json").parse_args(argv)
+    prices = compact_table.read_json(args.data_dir, "on-demand-prices.json")
     sys.stdout.write(render(prices, args.region, args.date))
     return 0
 

@@ -5,14 +5,14 @@ SparkApplication that the DAG submits; Airflow only orchestrates.
 
 ``select`` decides the night once (lists the new raw objects, reads the tokenizer,
 checks the catalog) and hands it on as its XCom; every later task acts on that night.
-``render`` builds the objects with the project's renderers (``pipelines.kube.dask`` /
-``pipelines.kube.spark`` through ``pipelines.nightly_kubernetes.render_night``), named
-per night and attempt, or skips the submission when the version is committed already;
-``submit_*`` create them with the Kubernetes provider's
-``KubernetesCreateResourceOperator`` (connection ``kubernetes_default``); ``wait``
-watches for the version's ``manifest.json`` (the pipeline's own commit signal: one read
-per poke) in reschedule mode, so no worker slot is held while the cluster works;
-``publish`` adds the version to catalog.json.
+``render`` builds the objects with the project's renderers
+(``pipelines.kube.render.dask`` / ``pipelines.kube.render.spark`` through
+``pipelines.nightly_kubernetes.render_night``), named per night and attempt, or skips
+the submission when the version is committed already; ``submit_*`` create them with the
+Kubernetes provider's ``KubernetesCreateResourceOperator`` (connection
+``kubernetes_default``); ``wait`` watches for the version's ``manifest.json`` (the
+pipeline's own commit signal: one read per poke) in reschedule mode, so no worker slot
+is held while the cluster works; ``publish`` adds the version to catalog.json.
 
 Needs Airflow's Kubernetes provider (``pip install 'tokenyard[airflow-kubernetes]'``);
 without it this file defines no DAG
@@ -77,7 +77,7 @@ def build():
         @task
         def render(selected: dict, params=None, ti=None) -> dict:
             from pipelines import nightly, nightly_airflow as glue, nightly_kubernetes
-            from pipelines.kube import yamlio
+            from pipelines.kube.render import yamlio
 
             night = glue.received(selected)
             if nightly.is_committed(night):

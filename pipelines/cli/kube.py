@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from pipelines.kube import dask, spark, yamlio
-    from pipelines.kube.profiles import load_dask_profile, load_spark_profile
+    from pipelines.kube.capacity.profiles import load_dask_profile, load_spark_profile
+    from pipelines.kube.render import dask, spark, yamlio
 
     job = load_job(args.job)
     if args.engine == "dask":
@@ -98,7 +98,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from pipelines.kube.validate import validate
+    from pipelines.kube.checks.validate import validate
 
     problems, checked = validate(args.paths or None, root=Path.cwd(), schema_dir=args.schema_dir)
     for problem in problems:
@@ -110,8 +110,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from pipelines.kube import dask, feasibility, spark
-    from pipelines.kube.profiles import DaskProfile, load_profile
+    from pipelines.kube.capacity.profiles import DaskProfile, load_profile
+    from pipelines.kube.checks import feasibility
+    from pipelines.kube.render import dask, spark
 
     job = load_job(args.job)
     profile = load_profile(args.profile)

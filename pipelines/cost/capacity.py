@@ -1,7 +1,7 @@
 """A job's worker profile mapped onto its NodePool: node types, pods per node, NodeClaims.
 
-The renderers' own sizing decides the pods (``pipelines.kube.dask.plan`` /
-``pipelines.kube.spark.plan``): which pool a worker or executor lands in, its requests,
+The renderers' own sizing decides the pods (``pipelines.kube.render.dask.plan`` /
+``pipelines.kube.render.spark.plan``): which pool a worker or executor lands in, its requests,
 and the instance types of that pool that can hold one (``PodSize.fits_on``, the pool's
 requirements matched once in ``pipelines.kube``). Here each such type becomes an
 :class:`Offer`: how many pods a node of it holds after kubelet/system reserves and the
@@ -29,11 +29,11 @@ from pipelines.cost.pricing import PriceBook, RootVolume, worker_root_volume
 from pipelines.cost.simulation import Claim
 from pipelines.engines.limits import DASK_ALLOWED_FAILURES, SPARK_TASK_MAX_FAILURES
 from pipelines.errors import ConfigError, ProfileFitError
-from pipelines.kube import podspec
-from pipelines.kube.instances import InstanceType
-from pipelines.kube.pools import MIN_INSTANCE_TYPES, NodePoolDef, stable_pool
-from pipelines.kube.profiles import DaskProfile, Profile, SparkProfile
-from pipelines.kube.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES, PodSize
+from pipelines.kube.capacity.instances import InstanceType
+from pipelines.kube.capacity.pools import MIN_INSTANCE_TYPES, NodePoolDef, stable_pool
+from pipelines.kube.capacity.profiles import DaskProfile, Profile, SparkProfile
+from pipelines.kube.capacity.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES, PodSize
+from pipelines.kube.render import podspec
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ def _stable_offers(pods: list[PodSize], prices: PriceBook) -> list[Offer]:
 def fleet(job: JobConfig, profile: Profile, prices: PriceBook, *, workers: int | None,
           source: str | None = None) -> Fleet:
     """Map ``profile`` onto its pool for ``workers`` pods (default: the profile's)."""
-    from pipelines.kube import dask, spark
+    from pipelines.kube.render import dask, spark
 
     if isinstance(profile, DaskProfile):
         plan = dask.plan(job, profile, source)

@@ -18,7 +18,7 @@ from pipelines.cost.model import Settings
 from pipelines.cost.pricing import PriceBook
 from pipelines.cost.workload import Workload
 from pipelines.errors import ConfigError
-from pipelines.kube.profiles import Profile
+from pipelines.kube.capacity.profiles import Profile
 
 #: worker counts as multiples of the chosen one
 SWEEP_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)

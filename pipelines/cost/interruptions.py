@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import ConfigError
-from pipelines.kube.instances import INTERRUPTION_BANDS
+from pipelines.kube.capacity.instances import INTERRUPTION_BANDS
 
 HOURS_PER_MONTH = 730
 #: band index -> monthly probability that an instance is interrupted (band middles)

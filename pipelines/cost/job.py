@@ -25,7 +25,7 @@ from pipelines.cost.pricing import PriceBook
 from pipelines.cost.simulation import STRATEGIES, RunResult, Strategy
 from pipelines.cost.workload import Workload, from_plan, unit_target
 from pipelines.errors import ConfigError
-from pipelines.kube.profiles import Profile, load_profile
+from pipelines.kube.capacity.profiles import Profile, load_profile
 
 if TYPE_CHECKING:
     from pipelines.cost.recommend import Recommendation

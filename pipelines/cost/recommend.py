@@ -23,8 +23,8 @@ from pipelines.cost.model import Settings, budgeted_runs, simulate_runs
 from pipelines.cost.pricing import PriceBook
 from pipelines.cost.workload import Workload
 from pipelines.errors import ConfigError
-from pipelines.kube.pools import CLASSES
-from pipelines.kube.profiles import DaskProfile, PodResources, Profile
+from pipelines.kube.capacity.pools import CLASSES
+from pipelines.kube.capacity.profiles import DaskProfile, PodResources, Profile
 
 if TYPE_CHECKING:
     from pipelines.cost.job import CostOptions

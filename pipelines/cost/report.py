@@ -14,8 +14,8 @@ from pipelines.cost.interruptions import band_assumptions
 from pipelines.cost.job import CostReport
 from pipelines.cost.pricing import FREE_INTERRUPTED_SECONDS, MIN_BILLED_SECONDS
 from pipelines.cost.simulation import STRATEGIES, RunResult
-from pipelines.kube.pools import MIN_INSTANCE_TYPES
-from pipelines.kube.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES
+from pipelines.kube.capacity.pools import MIN_INSTANCE_TYPES
+from pipelines.kube.capacity.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES
 
 def _per_billion(usd: float, tokens: float) -> float:
     return usd / tokens * 1e9 if tokens else 0.0

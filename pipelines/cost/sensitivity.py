@@ -18,7 +18,7 @@ from pipelines.cost.capacity import Fleet
 from pipelines.cost.model import Settings, budgeted_runs, simulate_runs
 from pipelines.cost.pricing import PriceBook
 from pipelines.cost.workload import Workload
-from pipelines.kube.profiles import Profile
+from pipelines.kube.capacity.profiles import Profile
 
 if TYPE_CHECKING:
     from pipelines.cost.job import CostOptions

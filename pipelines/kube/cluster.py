@@ -13,9 +13,9 @@ from typing import Any
 
 from pipelines.config import JobConfig
 from pipelines.errors import ClusterError, ConfigError
-from pipelines.kube import dask, podspec
-from pipelines.kube.profiles import DaskProfile, load_dask_profile
-from pipelines.kube.validate import INSTALL_HINT
+from pipelines.kube.capacity.profiles import DaskProfile, load_dask_profile
+from pipelines.kube.checks.validate import INSTALL_HINT
+from pipelines.kube.render import dask, podspec
 
 
 def kube_cluster_spec(job: JobConfig, profile: DaskProfile, source: str | None = None

@@ -10,10 +10,10 @@ from pipelines.cost import capacity
 from pipelines.cost.pricing import builtin_on_demand, price_book
 from pipelines.engines.limits import SPARK_TASK_MAX_FAILURES
 from pipelines.errors import ProfileFitError
-from pipelines.kube.instances import instance_types
-from pipelines.kube.pools import MIN_INSTANCE_TYPES
-from pipelines.kube.profiles import load_profile
-from pipelines.kube.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES
+from pipelines.kube.capacity.instances import instance_types
+from pipelines.kube.capacity.pools import MIN_INSTANCE_TYPES
+from pipelines.kube.capacity.profiles import load_profile
+from pipelines.kube.capacity.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES
 from tests.cost.conftest import COMPUTE, GENERAL, SPARK, run_cli
 
 

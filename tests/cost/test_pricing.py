@@ -17,7 +17,7 @@ from pipelines.cost.pricing import (
     worker_root_volume,
 )
 from pipelines.errors import ConfigError
-from pipelines.kube.profiles import load_profile
+from pipelines.kube.capacity.profiles import load_profile
 from tests.cost.conftest import COMPUTE, cost_json, run_cli
 
 

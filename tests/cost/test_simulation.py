@@ -22,7 +22,7 @@ from pipelines.cost.simulation import (
     simulate,
 )
 from pipelines.cost.workload import Scaled, Workload
-from pipelines.kube.profiles import load_profile
+from pipelines.kube.capacity.profiles import load_profile
 from tests.cost.conftest import COMPUTE
 
 VOLUME = RootVolume(80, 3000, 250)

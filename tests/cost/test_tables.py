@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
+from importlib import resources
 
-from pipelines.cost import _price_data
+from pipelines.cost import pricing
 from pipelines.cost.pricing import builtin_on_demand, price_book
-from pipelines.kube.instances import instance_types
+from pipelines.kube.capacity.instances import instance_types
 from tests.conftest import REPO
+
+TABLE = resources.files("pipelines.cost").joinpath(pricing.TABLE_FILE)
 
 
 def test_table_is_compact_and_names_its_source():
-    path = Path(_price_data.__file__)
-    assert path.stat().st_size < 40_000
-    assert "karpenter-provider-aws" in _price_data.__doc__
-    assert _price_data.GENERATED in _price_data.__doc__
-    assert _price_data.COLUMNS == ("name", "on_demand_usd_per_hour")  # nothing else
+    assert len(TABLE.read_bytes()) < 40_000
+    table = pricing.table()
+    assert "karpenter-provider-aws" in " ".join(table["sources"])
+    assert table["generated"]
+    assert table["columns"] == ["name", "on_demand_usd_per_hour"]  # nothing else
 
 
 def test_every_worker_and_stable_type_has_a_price():
@@ -28,22 +30,23 @@ def test_every_worker_and_stable_type_has_a_price():
 
 def test_prices_match_the_reference_data(aws_data):
     reference = json.loads((aws_data / "on-demand-prices.json").read_text())
-    prices = reference["prices"][_price_data.REGION]
+    prices = reference["prices"][pricing.REGION]
     table = builtin_on_demand()
     assert table and all(table[name] == prices[name] for name in table)
-    assert reference["generated_at"] == _price_data.SOURCE_GENERATED_AT
+    assert reference["generated_at"] == pricing.table()["source_generated_at"]
 
 
 def test_committed_table_is_what_the_script_generates(aws_data):
     done = subprocess.run([sys.executable, str(REPO / "tools" / "build_price_table.py"),
-                           str(aws_data), "--date", _price_data.GENERATED],
+                           str(aws_data), "--region", pricing.REGION,
+                           "--date", pricing.table()["generated"]],
                           capture_output=True, text=True, cwd=REPO, check=True)
-    assert done.stdout == Path(_price_data.__file__).read_text()
+    assert done.stdout == TABLE.read_text(encoding="utf-8")
 
 
 def test_spot_estimate_is_the_advisor_saving_off_on_demand(aws_data):
     advisor = json.loads((aws_data / "spot-advisor-data.json").read_text())
-    spot = advisor["spot_advisor"][_price_data.REGION]["Linux"]
+    spot = advisor["spot_advisor"][pricing.REGION]["Linux"]
     book = price_book()
     checked = 0
     for i in instance_types():

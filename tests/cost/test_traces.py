@@ -12,7 +12,7 @@ from pipelines.cost import capacity, model
 from pipelines.cost.interruptions import Market, Trace, band_rate_per_hour, load_trace
 from pipelines.cost.pricing import price_book
 from pipelines.errors import ConfigError
-from pipelines.kube.profiles import load_profile
+from pipelines.kube.capacity.profiles import load_profile
 from tests.cost.conftest import COMPUTE
 from tests.cost.test_simulation import rates, workload
 

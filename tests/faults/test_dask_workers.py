@@ -11,14 +11,14 @@ from distributed import Client, LocalCluster
 
 from pipelines.config import parse_job
 from pipelines.run import run_job
-from pipelines.testing.faults import (
+from tests.faults.conftest import assert_verifies, census, local_tree, lost_and_duplicated
+from tests.faults.kit import (
     ExecutionLog,
     WorkerKiller,
     read_execution_log,
     retire_via_http,
     wait_until,
 )
-from tests.faults.conftest import assert_verifies, census, local_tree, lost_and_duplicated
 
 API_ROUTES = [*dask.config.get("distributed.scheduler.http.routes"),
               "distributed.http.scheduler.api"]

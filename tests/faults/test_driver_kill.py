@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.testing.faults import kill_tree, start_cli, wait_until
 from tests.faults.conftest import assert_verifies, local_tree
+from tests.faults.kit import kill_tree, start_cli, wait_until
 
 
 def _names(out: Path, sub: str) -> list[str]:

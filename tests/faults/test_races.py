@@ -12,9 +12,9 @@ import yaml
 from pipelines.config import parse_job
 from pipelines.run import prepare, run_job, unit_options
 from pipelines.task import run_unit
-from pipelines.testing.faults import start_cli
 from pipelines import layout, storage
 from tests.faults.conftest import assert_verifies, local_tree
+from tests.faults.kit import start_cli
 
 
 def test_zombie_attempt_after_commit_changes_nothing(corpus48, tmp_path):

@@ -11,8 +11,8 @@ from pipelines.config import parse_job
 from pipelines.errors import RunFailedError, StorageError
 from pipelines.run import run_job
 from pipelines.storage import StorageOptions
-from pipelines.testing.faults import FaultProxy
 from tests.faults.conftest import assert_verifies, make_job
+from tests.faults.kit import FaultProxy
 
 
 def upload_corpus(s3, corpus) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import load_job
-from pipelines.kube.profiles import load_profile
+from pipelines.kube.capacity.profiles import load_profile
 from pipelines.testing.s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def schema_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def schemas(schema_dir):
-    from pipelines.kube.validate import load_schemas
+    from pipelines.kube.checks.validate import load_schemas
 
     return load_schemas(schema_dir)
 

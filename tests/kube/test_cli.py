@@ -105,7 +105,8 @@ def test_check_scheduling(capsys, monkeypatch, tmp_path):
 
 
 def test_import_pipelines_loads_no_kubernetes_packages():
-    code = ("import sys, pipelines, pipelines.cli, pipelines.kube.dask, pipelines.kube.spark; "
+    code = ("import sys, pipelines, pipelines.cli, pipelines.kube.render.dask, "
+            "pipelines.kube.render.spark; "
             "bad = [m for m in ('kubernetes', 'kubernetes_validate', 'dask_kubernetes', "
             "'jsonschema', 'kr8s') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -113,8 +114,8 @@ def test_import_pipelines_loads_no_kubernetes_packages():
 
 
 def test_kube_cluster_spec_is_the_rendered_daskcluster(job, dask_profile):
-    from pipelines.kube import dask
     from pipelines.kube.cluster import dashboard_hint, kube_cluster_spec
+    from pipelines.kube.render import dask
 
     assert kube_cluster_spec(job, dask_profile) == dask.render(job, dask_profile)[0]
     assert "kubectl port-forward -n tokenyard service/books-gpt2-scheduler 8787:8787" in \

@@ -2,8 +2,9 @@ import dataclasses
 
 import pytest
 
-from pipelines.kube import dask, feasibility, spark
-from pipelines.kube.scheduling import Toleration
+from pipelines.kube.capacity.scheduling import Toleration
+from pipelines.kube.checks import feasibility
+from pipelines.kube.render import dask, spark
 
 from .conftest import REPO
 
@@ -14,7 +15,7 @@ def shipped_pools():
 
 
 def test_every_pod_of_every_profile_finds_a_pool(shipped_pools, job):
-    from pipelines.kube.profiles import DaskProfile, load_profile
+    from pipelines.kube.capacity.profiles import DaskProfile, load_profile
 
     for path in sorted((REPO / "cluster_specs").glob("*/*.yaml")):
         profile = load_profile(path)
@@ -63,7 +64,7 @@ def test_request_bigger_than_any_instance(shipped_pools, job, dask_profile):
 
 
 def test_min_values_can_leave_a_pod_pending(shipped_pools, job, dask_profile):
-    from pipelines.kube.scheduling import Requirement
+    from pipelines.kube.capacity.scheduling import Requirement
 
     general = next(p for p in shipped_pools if p.name == "general")
     narrow = dataclasses.replace(general, requirements=general.requirements + (
@@ -76,7 +77,7 @@ def test_min_values_can_leave_a_pod_pending(shipped_pools, job, dask_profile):
 
 
 def test_toleration_matching():
-    from pipelines.kube.scheduling import Taint
+    from pipelines.kube.capacity.scheduling import Taint
 
     taint = Taint("k", "v", "NoSchedule")
     assert Toleration("k", "Equal", "v", "NoSchedule").tolerates(taint)

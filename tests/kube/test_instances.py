@@ -1,24 +1,28 @@
 import json
-from pathlib import Path
+import subprocess
+import sys
+from importlib import resources
 
-from pipelines.kube import _instance_data
-from pipelines.kube.build_instance_table import render
-from pipelines.kube.instances import instance_types
+from pipelines.kube.capacity import instances
+from pipelines.kube.capacity.instances import instance_types
+from .conftest import REPO
+
+TABLE = resources.files("pipelines.kube.capacity").joinpath(instances.TABLE_FILE)
 
 
 def test_table_is_compact_and_names_its_sources():
-    path = Path(_instance_data.__file__)
-    assert path.stat().st_size < 200_000
-    header = _instance_data.__doc__
-    assert "karpenter-provider-aws" in header and "Spot" in header
-    assert _instance_data.GENERATED in header
+    assert len(TABLE.read_bytes()) < 200_000
+    table = instances.table()
+    sources = " ".join(table["sources"])
+    assert "karpenter-provider-aws" in sources and "Spot" in sources
+    assert table["generated"] == instances.GENERATED
     assert len(instance_types()) > 900
 
 
 def test_table_matches_reference_data(data_dir):
     karpenter = json.loads((data_dir / "karpenter-instance-types.json").read_text())["instance_types"]
     advisor = json.loads((data_dir / "spot-advisor-data.json").read_text())
-    spot = advisor["spot_advisor"][_instance_data.REGION]["Linux"]
+    spot = advisor["spot_advisor"][instances.REGION]["Linux"]
     for i in instance_types():
         ref = karpenter[i.name]
         labels = ref["labels"]
@@ -40,10 +44,11 @@ def test_table_keeps_every_relevant_type(data_dir):
 
 
 def test_committed_table_is_what_the_script_generates(data_dir):
-    karpenter = json.loads((data_dir / "karpenter-instance-types.json").read_text())
-    advisor = json.loads((data_dir / "spot-advisor-data.json").read_text())
-    text = render(karpenter, advisor, _instance_data.REGION, _instance_data.GENERATED)
-    assert text == Path(_instance_data.__file__).read_text()
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "build_instance_table.py"),
+                           str(data_dir), "--region", instances.REGION,
+                           "--date", instances.GENERATED],
+                          capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout == TABLE.read_text(encoding="utf-8")
 
 
 def test_m_family_vcpu_allocates_about_three_and_a_half_gib():

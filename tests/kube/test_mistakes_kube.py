@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from pipelines.errors import ProfileFitError
-from pipelines.kube import dask, feasibility, spark
-from pipelines.kube.profiles import parse_profile
-from pipelines.kube.quantity import parse_memory
-from pipelines.kube.validate import sample_job, validate
+from pipelines.kube.capacity.profiles import parse_profile
+from pipelines.kube.capacity.quantity import parse_memory
+from pipelines.kube.checks import feasibility
+from pipelines.kube.checks.validate import sample_job, validate
+from pipelines.kube.render import dask, spark
 
 from .conftest import REPO
 
@@ -66,7 +67,7 @@ CASES = list(dask_profiles()) + list(spark_profiles())
 
 @pytest.mark.parametrize("name, profile", CASES, ids=[c[0] for c in CASES])
 def test_every_suggested_change_renders_and_schedules(name, profile):
-    from pipelines.kube import fit
+    from pipelines.kube.capacity import fit
 
     pools = feasibility.load_pools(REPO / "nodepools")
     plan = planner(profile)
@@ -94,7 +95,7 @@ def test_the_suggestion_for_a_big_multi_cpu_worker_fits():
 
 def test_a_spark_suggestion_is_in_profile_keys_not_pod_totals():
     """'at most 8 GiB with 1 CPUs' read as executor.memory: 8g made a pod of 8.8 GiB."""
-    from pipelines.kube import fit
+    from pipelines.kube.capacity import fit
 
     with pytest.raises(ProfileFitError) as err:
         spark.plan(sample_job(), spark_profile(1, "8g"))
@@ -214,7 +215,7 @@ def test_the_documents_quote_the_limits():
 
 
 def test_profile_edits_apply_to_sections_and_keys():
-    from pipelines.kube import fit
+    from pipelines.kube.capacity import fit
 
     profile = dask_profile(worker=(4, "16Gi"), workers={"count": 2})
     edited = fit.apply(profile, {"worker.cpus": 1, "worker.memory": "4Gi",

@@ -1,14 +1,15 @@
-from pipelines.kube import pools
-from pipelines.kube.instances import LABEL_CATEGORY, LABEL_FAMILY, LABEL_GENERATION
+from pipelines.kube.capacity import pools
+from pipelines.kube.capacity.instances import LABEL_CATEGORY, LABEL_FAMILY, LABEL_GENERATION
+from pipelines.kube.render import nodepools
 
 from .conftest import REPO
 
 
 def test_shipped_nodepools_are_what_the_definitions_render():
     shipped = {p.name: p.read_text() for p in (REPO / "nodepools").glob("*.yaml")}
-    assert shipped == pools.shipped_files(), (
-        "nodepools/ differs from pipelines/kube/pools.py: run "
-        "python -m pipelines.kube.pools nodepools/")
+    assert shipped == nodepools.shipped_files(), (
+        "nodepools/ differs from what pipelines/kube/capacity/pools.py defines: run "
+        "python -m pipelines.kube.render.nodepools nodepools/")
 
 
 def _req(pool, key):
@@ -18,7 +19,7 @@ def _req(pool, key):
 def test_one_spot_first_pool_per_class_with_on_demand_fallback():
     for cls in pools.CLASSES:
         pool = pools.class_pool(cls)
-        obj = pools.nodepool_object(pool)
+        obj = nodepools.nodepool_object(pool)
         assert obj["spec"]["template"]["metadata"]["labels"][pools.LABEL_MEMORY_PER_CPU] == str(cls.gib_per_cpu)
         assert _req(pool, pools.LABEL_CAPACITY_TYPE).values == ("spot", "on-demand")
         assert "weight" not in obj["spec"]
@@ -57,7 +58,7 @@ def test_gpu_pool():
 
 
 def test_ec2nodeclass():
-    spec = pools.node_class_objects()[0]["spec"]
+    spec = nodepools.node_class_objects()[0]["spec"]
     assert spec["amiSelectorTerms"] == [{"alias": "al2023@latest"}]
     ebs = spec["blockDeviceMappings"][0]["ebs"]
     assert ebs["encrypted"] and ebs["volumeType"] == "gp3" and ebs["iops"] and ebs["throughput"]

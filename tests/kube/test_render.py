@@ -5,9 +5,10 @@ import ast
 import pytest
 import yaml
 
-from pipelines.kube import dask, podsecurity, spark, yamlio
-from pipelines.kube.pools import DO_NOT_DISRUPT, LABEL_MEMORY_PER_CPU, LABEL_POOL
-from pipelines.kube.validate import embedded_pod_specs, object_problems
+from pipelines.kube.capacity.pools import DO_NOT_DISRUPT, LABEL_MEMORY_PER_CPU, LABEL_POOL
+from pipelines.kube.checks import podsecurity
+from pipelines.kube.checks.validate import embedded_pod_specs, object_problems
+from pipelines.kube.render import dask, spark, yamlio
 
 from .conftest import assert_no_credentials, check_golden
 
@@ -127,7 +128,7 @@ def test_dask_env_routes_parse_as_dask_config(dask_cluster):
 
 
 def test_fixed_count_profile_has_no_autoscaler(job):
-    from pipelines.kube.profiles import load_profile
+    from pipelines.kube.capacity.profiles import load_profile
 
     from .conftest import REPO
     objects = dask.render(job, load_profile(REPO / "cluster_specs/dask/compute-1cpu.yaml"))
@@ -137,7 +138,7 @@ def test_fixed_count_profile_has_no_autoscaler(job):
 
 @pytest.mark.parametrize("name", ["general-1cpu", "compute-1cpu", "memory-1cpu"])
 def test_shipped_dask_profiles_are_one_cpu_workers(job, name):
-    from pipelines.kube.profiles import load_profile
+    from pipelines.kube.capacity.profiles import load_profile
 
     from .conftest import REPO
     profile = load_profile(REPO / f"cluster_specs/dask/{name}.yaml")
@@ -150,7 +151,7 @@ def test_shipped_dask_profiles_are_one_cpu_workers(job, name):
                                            ("{count: 10}", "count: 40")])
 def test_dask_worker_of_several_cpus_is_refused(job, workers, more):
     from pipelines.errors import ProfileFitError
-    from pipelines.kube.profiles import parse_profile
+    from pipelines.kube.capacity.profiles import parse_profile
 
     profile = parse_profile(yaml.safe_load(
         "apiVersion: tokenyard.io/v1alpha1\nkind: DaskProfile\nname: four\nimage: i\n"

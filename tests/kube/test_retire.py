@@ -4,7 +4,7 @@ import dask.config
 import pytest
 from distributed import Client, LocalCluster
 
-from pipelines.kube import dask as kdask
+from pipelines.kube.render import dask as kdask
 from pipelines.kube.retire import api_base, main, retire, retire_pod
 
 

@@ -1,8 +1,8 @@
 import pytest
 
 from pipelines.errors import ConfigError, ProfileFitError
-from pipelines.kube.profiles import parse_profile
-from pipelines.kube.sizing import (DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES, choose_class,
+from pipelines.kube.capacity.profiles import parse_profile
+from pipelines.kube.capacity.sizing import (DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES, choose_class,
                                     size_core_worker, size_worker)
 
 GIB = 2**30
@@ -52,8 +52,8 @@ def _spark(executor: dict) -> dict:
 
 
 def test_spark_executor_class_includes_overhead_and_pyspark_memory():
-    from pipelines.kube import spark
-    from pipelines.kube.validate import sample_job
+    from pipelines.kube.checks.validate import sample_job
+    from pipelines.kube.render import spark
 
     heap_only = parse_profile(_spark({"cores": 4, "memory": "6g"}))
     assert spark.plan(sample_job(), heap_only).executor.memory_class.gib_per_cpu == 2
@@ -65,8 +65,8 @@ def test_spark_executor_class_includes_overhead_and_pyspark_memory():
 
 
 def test_spark_executor_that_fits_no_class():
-    from pipelines.kube import spark
-    from pipelines.kube.validate import sample_job
+    from pipelines.kube.checks.validate import sample_job
+    from pipelines.kube.render import spark
 
     profile = parse_profile(_spark({"cores": 2, "memory": "8g", "pysparkMemory": "12g"}))
     with pytest.raises(ProfileFitError, match="Spark executor.*fits no class"):
@@ -74,8 +74,8 @@ def test_spark_executor_that_fits_no_class():
 
 
 def test_spark_executor_too_big_for_any_instance_of_its_class():
-    from pipelines.kube import spark
-    from pipelines.kube.validate import sample_job
+    from pipelines.kube.checks.validate import sample_job
+    from pipelines.kube.render import spark
 
     profile = parse_profile(_spark({"cores": 64, "memory": "200g", "pysparkMemory": "280g"}))
     with pytest.raises(ProfileFitError, match="instance type"):

@@ -2,8 +2,9 @@ import copy
 
 import pytest
 
-from pipelines.kube import pools
-from pipelines.kube.validate import object_problems, validate
+from pipelines.kube.capacity import pools
+from pipelines.kube.checks.validate import object_problems, validate
+from pipelines.kube.render import nodepools
 
 from .conftest import REPO
 
@@ -14,7 +15,7 @@ def _rules(obj, schemas):
 
 @pytest.fixture
 def general():
-    return copy.deepcopy(pools.nodepool_object(pools.class_pool(pools.CLASSES[1])))
+    return copy.deepcopy(nodepools.nodepool_object(pools.class_pool(pools.CLASSES[1])))
 
 
 def test_everything_shipped_and_rendered_validates(schema_dir):
@@ -59,7 +60,7 @@ def test_cel_rules_by_hand(general, schemas):
 
 
 def test_ec2nodeclass_rules(schemas):
-    obj = copy.deepcopy(pools.node_class_objects()[0])
+    obj = copy.deepcopy(nodepools.node_class_objects()[0])
     obj["spec"]["instanceProfile"] = "x"
     obj["spec"]["amiSelectorTerms"] = [{"alias": "ubuntu@latest"}]
     obj["spec"]["metadataOptions"]["httpTokens"] = "optional"
@@ -78,7 +79,7 @@ def test_core_kinds_are_strict(schemas):
 
 
 def test_embedded_pods_are_checked(schemas, job, dask_profile):
-    from pipelines.kube import dask
+    from pipelines.kube.render import dask
 
     cluster = dask.render(job, dask_profile)[0]
     worker = cluster["spec"]["worker"]["spec"]

@@ -15,9 +15,9 @@ import pytest
 
 from pipelines.errors import ConfigError, DatasetError
 from pipelines.storage import RetryPolicy
-from pipelines.testing.faults import FaultProxy, wait_until
 from pipelines.training.cache import CacheSettings
 from pipelines.training.dataset import Order, SequenceDataset
+from tests.faults.kit import FaultProxy, wait_until
 from tests.training.conftest import SEQ_LEN, delivered, upload
 
 SEED = 3

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import ConfigError
-from pipelines.kube import yamlio
-from pipelines.kube.instances import REGION, InstanceType, instance_types
-from pipelines.kube.pools import LABEL_CAPACITY_TYPE
-from pipelines.kube.quantity import format_cpu, gib
-from pipelines.kube.scheduling import PodShape, Requirement, Taint, untolerated
-from pipelines.kube.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES
+from pipelines.kube.capacity.instances import REGION, InstanceType, instance_types
+from pipelines.kube.capacity.pools import LABEL_CAPACITY_TYPE
+from pipelines.kube.capacity.quantity import format_cpu, gib
+from pipelines.kube.capacity.scheduling import PodShape, Requirement, Taint, untolerated
+from pipelines.kube.capacity.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES
+from pipelines.kube.render import yamlio
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ import math
 from dataclasses import dataclass
 
 from pipelines.errors import ProfileFitError
-from pipelines.kube.instances import InstanceType
-from pipelines.kube.pools import CLASSES, MIN_INSTANCE_TYPES, MemoryClass, NodePoolDef, class_pool
-from pipelines.kube.quantity import GIB, format_cpu, gib
+from pipelines.kube.capacity.instances import InstanceType
+from pipelines.kube.capacity.pools import (CLASSES, MIN_INSTANCE_TYPES, MemoryClass, NodePoolDef,
+                                           class_pool)
+from pipelines.kube.capacity.quantity import GIB, format_cpu, gib
 
 #: what the DaemonSets on every node request (aws-node, kube-proxy, eks-pod-identity-agent,
 #: ebs-csi-node and a log or metrics agent): kept free on each node when sizing

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipelines.errors import ProfileFitError, TokenyardError
-from pipelines.kube.profiles import Profile, SparkDriver, SparkExecutor, parse_profile
-from pipelines.kube.quantity import MIB, format_memory, gib
+from pipelines.kube.capacity.profiles import Profile, SparkDriver, SparkExecutor, parse_profile
+from pipelines.kube.capacity.quantity import MIB, format_memory, gib
 
 T = TypeVar("T")
 

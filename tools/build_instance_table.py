@@ -1,8 +1,8 @@
-"""Regenerate ``_instance_data.py``, the compact instance table, from reference data.
+"""Regenerate the compact instance table, ``pipelines/kube/capacity/instance_types.json``.
 
 Run from the repository root::
 
-    python -m pipelines.kube.build_instance_table ../shared/data/aws > pipelines/kube/_instance_data.py
+    python tools/build_instance_table.py ../shared/data/aws > pipelines/kube/capacity/instance_types.json
 
 It keeps only what the renderers and ``check-scheduling`` use: Linux instance types of
 categories c, m, r (the CPU:memory classes) and g, p (GPU), generation 5 and later, with
@@ -12,17 +12,18 @@ the Spot Advisor savings and interruption band for one region.
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import sys
-from pathlib import Path
+
+import compact_table
 
 #: categories kept: the three CPU:memory classes and the two GPU categories
 CATEGORIES = ("c", "m", "r", "g", "p")
 MIN_GENERATION = 5
-DEFAULT_REGION = "us-east-1"
+#: the Spot Instance Advisor feed in ../shared/data/aws was taken on this day
+SPOT_ADVISOR_SNAPSHOT = "2025-06-28"
+OUTPUT = "pipelines/kube/capacity/instance_types.json"
 
+#: the fields of ``pipelines.kube.capacity.instances.InstanceType``, in order
 COLUMNS = ("name", "category", "family", "generation", "size", "arch", "vcpu", "memory_mib",
            "alloc_cpu_m", "alloc_memory_mib", "pods", "gpus", "gpu_name",
            "spot_savings_pct", "spot_band")
@@ -58,46 +59,40 @@ def rows(karpenter: dict, advisor: dict, region: str) -> list[tuple]:
             _millicores(alloc["cpu"]), _mebibytes(alloc["memory"]), int(alloc["pods"]),
             int(labels.get("karpenter.k8s.aws/instance-gpu-count", "0")),
             labels.get("karpenter.k8s.aws/instance-gpu-name", ""),
-            advice.get("s", ""), advice.get("r", ""),
+            advice.get("s"), advice.get("r"),
         ))
     return out
 
 
 def render(karpenter: dict, advisor: dict, region: str, date: str) -> str:
-    body = "\n".join(",".join(str(v) for v in row) for row in rows(karpenter, advisor, region))
-    bands = "; ".join(f"{r['index']} = {r['label']}" for r in advisor["ranges"])
-    return f'''"""Compact EC2 instance table (generated; do not edit by hand).
-
-Generated {date} by ``python -m pipelines.kube.build_instance_table`` from:
-
-* instance facts and allocatable after overhead: {karpenter["source"]}
-* spot savings (% below on-demand) and interruption band for {region} Linux: AWS Spot
-  Instance Advisor feed, snapshot of 2025-06-28 (bands: {bands})
-
-Kept: Linux types of categories {", ".join(CATEGORIES)}, generation {MIN_GENERATION} and later.
-Memory and allocatable memory are in MiB, allocatable CPU in millicores.
-"""
-
-REGION = "{region}"
-GENERATED = "{date}"
-COLUMNS = {COLUMNS!r}
-BANDS = {tuple(r["label"] for r in advisor["ranges"])!r}
-
-CSV = """\\
-{body}
-"""
-'''
+    meta = {
+        "about": "Compact EC2 instance table (generated; do not edit by hand): what each "
+                 "instance type is and what a node of it allocates to pods.",
+        "generated": date,
+        "generator": f"python tools/build_instance_table.py ../shared/data/aws > {OUTPUT}",
+        "sources": [
+            f"instance facts and allocatable after overhead: {karpenter['source']}",
+            f"spot savings (% below on-demand) and interruption band for {region} Linux: "
+            f"AWS Spot Instance Advisor feed, snapshot of {SPOT_ADVISOR_SNAPSHOT}",
+        ],
+        "kept": f"Linux types of categories {', '.join(CATEGORIES)}, generation "
+                f"{MIN_GENERATION} and later.",
+        "units": "memory_mib and alloc_memory_mib in MiB, alloc_cpu_m in millicores; "
+                 "spot_savings_pct and spot_band are null for a type the Advisor does not "
+                 "list; gpu_name is empty without GPUs.",
+        "region": region,
+        # the label of each interruption band, by band number
+        "bands": [r["label"] for r in sorted(advisor["ranges"], key=lambda r: r["index"])],
+    }
+    return compact_table.dumps(meta, COLUMNS, rows(karpenter, advisor, region))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir", type=Path, help="folder with karpenter-instance-types.json "
-                        "and spot-advisor-data.json")
-    parser.add_argument("--region", default=DEFAULT_REGION)
-    parser.add_argument("--date", default=datetime.date.today().isoformat())
-    args = parser.parse_args(argv)
-    karpenter = json.loads((args.data_dir / "karpenter-instance-types.json").read_text())
-    advisor = json.loads((args.data_dir / "spot-advisor-data.json").read_text())
+    args = compact_table.parser(
+        __doc__.splitlines()[0],
+        "folder with karpenter-instance-types.json and spot-advisor-data.json").parse_args(argv)
+    karpenter = compact_table.read_json(args.data_dir, "karpenter-instance-types.json")
+    advisor = compact_table.read_json(args.data_dir, "spot-advisor-data.json")
     sys.stdout.write(render(karpenter, advisor, args.region, args.date))
     return 0
 

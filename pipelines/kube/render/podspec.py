@@ -14,11 +14,11 @@ from typing import Any
 
 from pipelines.config import JobConfig
 from pipelines.errors import ConfigError
-from pipelines.kube.pools import (DO_NOT_DISRUPT, LABEL_MEMORY_PER_CPU, LABEL_POOL,
+from pipelines.kube.capacity.pools import (DO_NOT_DISRUPT, LABEL_MEMORY_PER_CPU, LABEL_POOL,
                                   stable_toleration, worker_toleration)
-from pipelines.kube.quantity import format_cpu, format_memory
-from pipelines.kube.scheduling import PodShape
-from pipelines.kube.sizing import PodSize
+from pipelines.kube.capacity.quantity import format_cpu, format_memory
+from pipelines.kube.capacity.scheduling import PodShape
+from pipelines.kube.capacity.sizing import PodSize
 from pipelines.worker_env import WORKER_ENV
 
 #: the user id of the image's ``tokenyard`` user (see the Dockerfile)
@@ -153,7 +153,7 @@ def configmap(name: str, namespace: str, job_name: str, data: dict[str, str]) ->
 
 def job_yaml(job: JobConfig, **changes: Any) -> str:
     """The job file as the pods read it, with dotted-path ``changes`` applied."""
-    from pipelines.kube import yamlio
+    from pipelines.kube.render import yamlio
 
     changed = job.with_overrides(**changes) if changes else job
     return yamlio.dump(changed.model_dump(mode="json"))

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import yaml
 
 from pipelines.errors import ConfigError, TokenyardError
-from pipelines.kube import karpenter_rules, podsecurity
+from pipelines.kube.checks import karpenter_rules, podsecurity
 
 #: the Kubernetes version core kinds are checked against (the eksctl cluster's)
 KUBERNETES_VERSION = "1.34"
@@ -69,7 +69,7 @@ def find_schema_dir(explicit: str | os.PathLike | None = None) -> Path:
                               hint="Point --schema-dir or TOKENYARD_SCHEMA_DIR at a folder "
                                    "laid out like ../shared/schemas.")
         return path
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     for base in (Path.cwd(), repo):
         candidate = base.parent / "shared" / "schemas"
         if (candidate / "crds").is_dir():
@@ -167,7 +167,7 @@ def embedded_pod_specs(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def object_problems(obj: Any, source: str, schemas: Schemas, *, pod_security: bool = True
                     ) -> list[Problem]:
     """Every problem of one document (a manifest, a profile, or a job file)."""
-    from pipelines.kube.profiles import is_profile
+    from pipelines.kube.capacity.profiles import is_profile
 
     if not isinstance(obj, dict):
         return [Problem(source, "", "", "a document must be a mapping")]
@@ -207,8 +207,8 @@ def object_problems(obj: Any, source: str, schemas: Schemas, *, pod_security: bo
 
 
 def _profile_problems(obj: dict[str, Any], source: str, label: str) -> Iterator[Problem]:
-    from pipelines.kube import dask, spark
-    from pipelines.kube.profiles import DaskProfile, parse_profile
+    from pipelines.kube.capacity.profiles import DaskProfile, parse_profile
+    from pipelines.kube.render import dask, spark
 
     try:
         profile = parse_profile(obj, source=source)
@@ -308,12 +308,13 @@ def default_paths(root: Path) -> list[Path]:
 
 def rendered_objects(root: Path) -> list[tuple[str, dict[str, Any]]]:
     """``(label, object)`` of everything the renderers produce for the shipped profiles."""
-    from pipelines.kube import dask, pools, spark
-    from pipelines.kube.profiles import DaskProfile, load_profile
+    from pipelines.kube.capacity.pools import all_pools
+    from pipelines.kube.capacity.profiles import DaskProfile, load_profile
+    from pipelines.kube.render import dask, nodepools, spark
 
     job = sample_job()
     out: list[tuple[str, dict[str, Any]]] = []
-    for obj in [*pools.node_class_objects(), *map(pools.nodepool_object, pools.all_pools())]:
+    for obj in [*nodepools.node_class_objects(), *map(nodepools.nodepool_object, all_pools())]:
         out.append(("rendered nodepools", obj))
     for path in sorted((root / "cluster_specs").glob("*/*.yaml")):
         try:

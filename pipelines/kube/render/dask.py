@@ -24,11 +24,12 @@ from typing import Any
 from pipelines.config import JobConfig
 from pipelines.engines.limits import DASK_ALLOWED_FAILURES
 from pipelines.errors import ProfileFitError
-from pipelines.kube import fit, podspec
-from pipelines.kube.pools import CLASSES, stable_pool
-from pipelines.kube.profiles import DaskProfile
-from pipelines.kube.scheduling import PodShape
-from pipelines.kube.sizing import PodSize, size_core_worker, size_pod
+from pipelines.kube.capacity import fit
+from pipelines.kube.capacity.pools import CLASSES, stable_pool
+from pipelines.kube.capacity.profiles import DaskProfile
+from pipelines.kube.capacity.scheduling import PodShape
+from pipelines.kube.capacity.sizing import PodSize, size_core_worker, size_pod
+from pipelines.kube.render import podspec
 
 API_VERSION = "kubernetes.dask.org/v1"
 SCHEDULER_PORT = 8786

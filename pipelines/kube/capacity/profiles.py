@@ -13,7 +13,7 @@ and ``cluster_specs/spark/``::
     worker: {cpus: 1, memory: 4Gi}   # always 1 CPU: one single-threaded process per core
     workers: {min: 8, max: 160}      # adaptive; or {count: 80}
 
-A Dask worker has exactly one CPU (``pipelines.kube.dask.check_worker_cpus`` refuses
+A Dask worker has exactly one CPU (``pipelines.kube.render.dask.check_worker_cpus`` refuses
 more): Dask scales with the number of workers. Spark executors may have several cores
 (one Python worker process per task slot).
 """
@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.errors import ConfigError
-from pipelines.kube.quantity import MIB, parse_memory, parse_spark_memory
+from pipelines.kube.capacity.quantity import MIB, parse_memory, parse_spark_memory
 
 API_VERSION = "tokenyard.io/v1alpha1"
 #: a DNS-1123 label, as Kubernetes object and service names need

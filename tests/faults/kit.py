@@ -1,4 +1,8 @@
-"""Fault injection for tests and ``benchmarks/chaos.py``: real faults, real components.
+"""Fault injection for the tests and ``benchmarks/chaos.py``: real faults, real components.
+
+It lives with the tests, not in the package: import it as ``tests.faults.kit`` with the
+repository root on ``sys.path``, and on ``PYTHONPATH`` where Dask workers must unpickle
+:class:`ExecutionLog` (``tests/conftest.py`` sets both; so does the benchmark).
 
 * :class:`WorkerKiller` SIGKILLs Dask worker processes of a ``LocalCluster`` at random
   moments (the nanny restarts them), like spot reclaims without notice.

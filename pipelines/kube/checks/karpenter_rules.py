@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from pipelines.kube.scheduling import NUMERIC_OPERATORS, OPERATORS
+from pipelines.kube.capacity.scheduling import NUMERIC_OPERATORS, OPERATORS
 
 Finding = tuple[str, str]
 

@@ -21,12 +21,13 @@ from pipelines.config import JobConfig
 from pipelines.engines.limits import (SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS,
                                       SPARK_TASK_MAX_FAILURES, spark_executor_max_failures)
 from pipelines.errors import ProfileFitError
-from pipelines.kube import fit, podspec
-from pipelines.kube.pools import stable_pool
-from pipelines.kube.profiles import SparkProfile
-from pipelines.kube.quantity import MIB, format_cpu
-from pipelines.kube.scheduling import PodShape
-from pipelines.kube.sizing import PodSize, size_pod, size_worker
+from pipelines.kube.capacity import fit
+from pipelines.kube.capacity.pools import stable_pool
+from pipelines.kube.capacity.profiles import SparkProfile
+from pipelines.kube.capacity.quantity import MIB, format_cpu
+from pipelines.kube.capacity.scheduling import PodShape
+from pipelines.kube.capacity.sizing import PodSize, size_pod, size_worker
+from pipelines.kube.render import podspec
 
 MASTER = "k8s://https://kubernetes.default.svc"
 MAIN_FILE = "local:///opt/tokenyard/main.py"
@@ -224,7 +225,7 @@ class SubmitRender:
         return [self.job_configmap, self.driver_template, self.executor_template]
 
     def files(self) -> dict[str, str]:
-        from pipelines.kube import yamlio
+        from pipelines.kube.render import yamlio
 
         return {
             PROPERTIES_FILE: properties_text(self.conf),

@@ -1,0 +1,1 @@
+"""Kubernetes objects from a job and a profile, as pure functions, and the YAML edge."""
