@@ -39,3 +39,22 @@ def test_task_names_and_prometheus_counters(tmp_path, tokenizer_file):
     assert f'tokenyard_tokens_total{{job="test-job"}} {float(tokens)}' in metrics
     assert f'tokenyard_units_done_total{{job="test-job"}} {float(len(plan.units))}' in metrics
     assert "tokenyard_input_bytes_total" in metrics and "tokenyard_rejected_records_total" in metrics
+
+
+def test_a_scheduler_without_prometheus_client_says_once_that_metrics_are_off(monkeypatch,
+                                                                              caplog):
+    """A user's scheduler image without prometheus_client: the run goes on, and the
+    scheduler's log says why the dashboard's tokenyard counters stay empty."""
+    import sys
+
+    import pipelines.engines.dask as dask_engine
+    from pipelines.engines.dask import METRICS_TOPIC, TokenyardMetrics
+
+    monkeypatch.setattr(dask_engine, "_COUNTERS", None)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
+    plugin = TokenyardMetrics()
+    with caplog.at_level("WARNING", logger=dask_engine.__name__):
+        for _ in range(3):
+            plugin.log_event(METRICS_TOPIC, {"job": "j", "documents": 1})
+    warnings = [r for r in caplog.records if "prometheus_client" in r.getMessage()]
+    assert len(warnings) == 1 and "pip install prometheus-client" in warnings[0].getMessage()

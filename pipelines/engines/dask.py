@@ -80,6 +80,7 @@ class TokenyardMetrics(SchedulerPlugin):
 
     name = "tokenyard-metrics"
     idempotent = True
+    _warned = False  # said once per scheduler that its metrics are off
 
     def log_event(self, topic: str, msg) -> None:
         if topic != METRICS_TOPIC or not isinstance(msg, dict):
@@ -87,6 +88,11 @@ class TokenyardMetrics(SchedulerPlugin):
         try:
             counters = _counters()
         except ImportError:  # prometheus_client missing on a remote scheduler
+            if not self._warned:
+                self._warned = True
+                log.warning("tokenyard metrics are off on this scheduler: prometheus_client "
+                            "is not installed in its image (pip install prometheus-client); "
+                            "the run itself is unaffected")
             return
         job = str(msg.get("job", ""))
         counters["units"].labels(job).inc()
