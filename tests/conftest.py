@@ -6,7 +6,6 @@ reached through s3fs as in production. Dask and Spark are real local clusters.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -15,9 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.testing.s3 import AWS_ENV, AWS_ENV_REMOVED, S3Server
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("TOKENYARD_SHARED_DIR", REPO.parent / "shared"))
+from tests.helpers import REPO, SHARED
 
 # spawned workers (Dask, Spark, the process pool) import the package from the checkout
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -84,39 +81,6 @@ def tokenizer_file(tmp_path, tokenizer_bytes) -> Path:
     path = tmp_path / "tokenizer.json"
     path.write_bytes(tokenizer_bytes)
     return path
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
-    return path
-
-
-def make_job(inp: str, tok: str, out: str, **extra) -> dict:
-    """A job mapping for tests; ``extra`` sets dotted keys, e.g. ``{"engine.kind": "dask"}``."""
-    job = {
-        "name": "test-job",
-        "input": {"uri": inp, "id_field": "id"},
-        "tokenizer": {"path": tok},
-        "output": {"uri": out},
-        "plan": {"target_unit_bytes": "64KiB"},
-        "engine": {"kind": "local", "workers": 2, "dashboard_address": "127.0.0.1:0"},
-    }
-    for key, value in extra.items():
-        node = job
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return job
-
-
-def local_tree(root: Path) -> dict[str, bytes]:
-    """Every file under a local output prefix, except run records."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not str(p.relative_to(root)).startswith("_runs")}
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ from pipelines.run import read_tokenizer, storage_of, unit_options
 from pipelines.task import run_unit
 from pipelines.testing.corpus import write_jsonl
 from tests.faults.kit import FaultProxy
-from tests.conftest import make_job
+from tests.helpers import make_job
 
 #: units of a plan: one input file of about ``FILE_BYTES`` each (``TARGET`` keeps two
 #: files from sharing a unit and one file from being split)

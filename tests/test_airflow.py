@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.airflow
 if importlib.util.find_spec("airflow") is None:  # not imported here: its home comes first

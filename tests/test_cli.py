@@ -9,7 +9,7 @@ import sys
 
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def tokenyard(*args, cwd=REPO, timeout=300):

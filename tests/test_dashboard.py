@@ -11,7 +11,7 @@ from pipelines.engines.dask import DaskEngine
 from pipelines.plan import make_plan
 from pipelines.run import read_tokenizer, storage_of, unit_options
 from pipelines.testing.corpus import write_jsonl
-from tests.conftest import make_job
+from tests.helpers import make_job
 
 
 def test_task_names_and_prometheus_counters(tmp_path, tokenizer_file):

@@ -34,7 +34,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CORE = "core"
 #: where each file belongs: the first matching path prefix wins

@@ -28,7 +28,7 @@ from pipelines.formats import iter_documents
 from pipelines.run import run_job
 from pipelines.testing.corpus import write_jsonl
 from pipelines.testing.s3 import AWS_ENV, AWS_ENV_REMOVED
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytest.importorskip("pyspark")
 pytestmark = pytest.mark.spark

@@ -23,7 +23,7 @@ from pipelines.records import TokenizerFacts, UnitOptions
 from pipelines.run import plan_job, prepare, run_job, storage_of, unit_options
 from pipelines.task import run_unit
 from pipelines.testing.corpus import write_jsonl
-from tests.conftest import REPO, local_tree, make_job
+from tests.helpers import REPO, local_tree, make_job
 from tests.tokenizer_families import tokenizer_json
 
 

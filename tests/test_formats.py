@@ -70,7 +70,7 @@ def test_empty_shard_is_valid(tmp_path):
     assert len(MegatronReader(base)) == 1
 
 
-def test_parquet_rows(tmp_path):
+def test_parquet_shard_has_one_row_per_document_with_ids_and_counts(tmp_path):
     base = str(tmp_path / "000000")
     with ParquetShardWriter(base, "shards/000000", np.uint16, StorageOptions()) as w:
         w.write(np.array([5, 6, 7, 9], np.uint16), np.array([3, 1]), ["a", "b"])

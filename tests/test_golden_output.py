@@ -24,7 +24,7 @@ import pytest
 from pipelines.config import parse_job
 from pipelines.records import Manifest, Plan
 from pipelines.run import run_job
-from tests.conftest import local_tree, make_job
+from tests.helpers import local_tree, make_job
 
 GOLDEN = Path(__file__).parent / "golden"
 TOKENIZER = GOLDEN / "tokenizer.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 from pipelines.config import parse_job
 from pipelines.errors import ConfigError, StorageNotFoundError
 from pipelines.plan import list_inputs

@@ -15,7 +15,7 @@ from pipelines.config import parse_job
 from pipelines.formats.megatron import MegatronReader
 from pipelines.run import run_job
 from pipelines.testing.corpus import write_jsonl
-from tests.conftest import make_job
+from tests.helpers import make_job
 
 
 def test_megatron_indexed_dataset_reads_every_document(tmp_path, tokenizer_file):

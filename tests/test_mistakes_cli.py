@@ -22,7 +22,7 @@ import yaml
 import pipelines
 from pipelines.cli import build_parser, main
 from pipelines.testing.corpus import write_jsonl as write_corpus
-from tests.conftest import REPO, make_job, write_jsonl
+from tests.helpers import REPO, make_job, write_jsonl
 
 DOCS = [{"id": i, "text": f"command line document {i}. " * 20} for i in range(12)]
 
@@ -49,7 +49,7 @@ def cli(*args, cwd=REPO, env=None, timeout=300, **kw):
 # -- the command line itself --------------------------------------------------------
 
 
-def test_version(capsys):
+def test_version_flag_prints_the_version_and_exits_0(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0

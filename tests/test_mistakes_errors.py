@@ -24,7 +24,7 @@ from pipelines.errors import (
     TransientStorageError,
 )
 from pipelines.run import read_tokenizer, run_job, storage_of
-from tests.conftest import make_job, write_jsonl
+from tests.helpers import make_job, write_jsonl
 
 BUGS = [TypeError("unsupported operand"), AttributeError("'NoneType' has no attribute 'x'"),
         KeyError("fingerprint"), ValueError("bad value"), IndexError("list index")]

@@ -8,7 +8,7 @@ from pipelines import storage
 from pipelines.config import parse_job
 from pipelines.errors import ConfigError, StorageNotFoundError, TokenizerError
 from pipelines.run import run_job
-from tests.conftest import make_job, write_jsonl
+from tests.helpers import make_job, write_jsonl
 
 DOCS = [{"id": i, "text": f"linked document {i}"} for i in range(6)]
 

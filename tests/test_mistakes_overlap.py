@@ -18,7 +18,7 @@ from pipelines.config import parse_job
 from pipelines.errors import ConfigError, PlanMismatchError
 from pipelines.progress import Progress
 from pipelines.run import run_job
-from tests.conftest import make_job, write_jsonl
+from tests.helpers import make_job, write_jsonl
 
 DOCS = [{"id": i, "text": f"document number {i} of the overlap tests."} for i in range(20)]
 

@@ -14,7 +14,7 @@ import yaml
 from pipelines.cli import main
 from pipelines.config import parse_job
 from pipelines.errors import ConfigError
-from tests.conftest import make_job, write_jsonl
+from tests.helpers import make_job, write_jsonl
 
 #: values that look like URIs but are not valid, supported ones, with a word of the reason
 BAD = {

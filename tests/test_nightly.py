@@ -40,7 +40,7 @@ def tree(root) -> dict[str, bytes]:
             if p.is_file()}
 
 
-def test_fill_and_mode():
+def test_fill_puts_the_night_into_every_date_placeholder_and_refuses_a_bad_date():
     assert nightly.fill("s3://b/dt={ds}/{yyyy}/{mm}/{dd}/{ds_nodash}*", DAY1) == \
         "s3://b/dt=2026-11-20/2026/11/20/20261120*"
     with pytest.raises(ConfigError, match="YYYY-MM-DD"):
@@ -209,7 +209,7 @@ def test_concurrent_catalog_updates_lose_nothing(s3, tokenizer_file):
 
 
 def test_render_night_names_objects_per_night_and_attempt(s3, tokenizer_file):
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     s3.bucket("raw")
     s3.bucket("models")
@@ -231,7 +231,7 @@ def test_a_handed_on_watermark_night_renders_its_input_list_without_listing(s3, 
     """What select decided travels as JSON; rendering reads none of the inputs again."""
     import yaml
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     s3.bucket("raw")
     s3.bucket("models")
@@ -279,7 +279,7 @@ def test_the_nightly_core_knows_nothing_of_kubernetes():
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     source = ast.parse(Path(nightly.__file__).read_text(encoding="utf-8"))
     imported = {alias.name for node in ast.walk(source) if isinstance(node, ast.Import)

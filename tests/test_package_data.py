@@ -13,7 +13,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def declared() -> dict[str, list[str]]:

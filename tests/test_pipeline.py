@@ -18,7 +18,7 @@ from pipelines.errors import PlanMismatchError
 from pipelines.formats import iter_documents
 from pipelines.run import run_job
 from pipelines.testing.corpus import documents, write_jsonl
-from tests.conftest import REPO, local_tree, make_job
+from tests.helpers import REPO, local_tree, make_job
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pipelines.plan import cut_units, list_inputs
 from pipelines.read import UnitReader
 from pipelines.records import UnitOptions
 from pipelines.storage import StorageOptions
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def options(**kw) -> UnitOptions:

@@ -21,7 +21,7 @@ from pipelines.records import InputFile, Slice, UnitOptions
 from pipelines.storage import StorageOptions
 from pipelines.run import run_job
 from pipelines.streams import StreamDamaged, chunks
-from tests.conftest import local_tree, make_job
+from tests.helpers import local_tree, make_job
 
 
 def options(on_error: str = "skip", **extra) -> UnitOptions:

@@ -12,8 +12,8 @@ from pipelines.plan import make_plan
 from pipelines.run import read_tokenizer, storage_of, unit_options
 from pipelines.task import run_unit
 from pipelines.testing.corpus import documents
-from tests.conftest import local_tree
-from tests.conftest import make_job
+from tests.helpers import local_tree
+from tests.helpers import make_job
 
 TEXT = "\n\n".join(documents(600_000, seed=21)) + "\n  trailing  spaces \n"
 

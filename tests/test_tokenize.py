@@ -175,7 +175,7 @@ def test_get_encoder_is_cached_per_bytes_and_options(gpt2):
 # -- invalid text -----------------------------------------------------------------------
 
 
-def test_check_text():
+def test_check_text_accepts_any_unicode_and_names_a_lone_surrogate_or_a_non_string():
     assert check_text("plain") is None
     assert check_text("文本 📦 e\u0301") is None
     reason = check_text(json.loads('"ab\\ud800cd"'))

@@ -17,8 +17,8 @@ from pipelines.cost.sampling import sample_units
 from pipelines.cost.workload import from_plan, unit_target
 from pipelines.run import plan_job, run_job, storage_of
 from pipelines.testing.corpus import documents, write_jsonl
-from tests.conftest import make_job
-from tests.cost.conftest import COMPUTE, cost_json, run_cli
+from tests.helpers import make_job
+from tests.cost.helpers import COMPUTE, cost_json, run_cli
 
 
 def _rates(job_dict: dict, sample_bytes: int):

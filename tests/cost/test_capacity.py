@@ -14,7 +14,7 @@ from pipelines.kube.capacity.instances import instance_types
 from pipelines.kube.capacity.pools import MIN_INSTANCE_TYPES
 from pipelines.kube.capacity.profiles import load_profile
 from pipelines.kube.capacity.sizing import DAEMONSET_CPU_M, DAEMONSET_MEMORY_BYTES
-from tests.cost.conftest import COMPUTE, GENERAL, SPARK, run_cli
+from tests.cost.helpers import COMPUTE, GENERAL, SPARK, run_cli
 
 
 @pytest.fixture

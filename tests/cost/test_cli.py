@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.cost.conftest import COMPUTE, SPARK, TRACES, cost_json, run_cli
+from tests.cost.helpers import COMPUTE, SPARK, TRACES, cost_json, run_cli
 
 FAST = ("--sample-bytes", "300KB")
 

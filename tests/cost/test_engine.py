@@ -37,7 +37,7 @@ from pipelines.cost.simulation import (
 from pipelines.cost.workload import from_plan, unit_target
 from pipelines.run import plan_job, run_job, storage_of
 from pipelines.testing.corpus import write_jsonl
-from tests.conftest import make_job
+from tests.helpers import make_job
 from tests.faults.kit import ExecutionLog, read_execution_log, unit_of_key, wait_until
 
 WORKERS = 4

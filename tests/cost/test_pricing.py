@@ -18,7 +18,7 @@ from pipelines.cost.pricing import (
 )
 from pipelines.errors import ConfigError
 from pipelines.kube.capacity.profiles import load_profile
-from tests.cost.conftest import COMPUTE, cost_json, run_cli
+from tests.cost.helpers import COMPUTE, cost_json, run_cli
 
 
 def _offer_product(sku: str, itype: str, os_: str = "Linux", **attrs) -> dict:

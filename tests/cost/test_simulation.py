@@ -23,7 +23,7 @@ from pipelines.cost.simulation import (
 )
 from pipelines.cost.workload import Scaled, Workload
 from pipelines.kube.capacity.profiles import load_profile
-from tests.cost.conftest import COMPUTE
+from tests.cost.helpers import COMPUTE
 
 VOLUME = RootVolume(80, 3000, 250)
 

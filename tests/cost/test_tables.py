@@ -10,7 +10,7 @@ from importlib import resources
 from pipelines.cost import pricing
 from pipelines.cost.pricing import builtin_on_demand, price_book
 from pipelines.kube.capacity.instances import instance_types
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TABLE = resources.files("pipelines.cost").joinpath(pricing.TABLE_FILE)
 

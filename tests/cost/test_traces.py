@@ -13,7 +13,7 @@ from pipelines.cost.interruptions import Market, Trace, band_rate_per_hour, load
 from pipelines.cost.pricing import price_book
 from pipelines.errors import ConfigError
 from pipelines.kube.capacity.profiles import load_profile
-from tests.cost.conftest import COMPUTE
+from tests.cost.helpers import COMPUTE
 from tests.cost.test_simulation import rates, workload
 
 HARSH = "us-east-1c_intel_64.json"

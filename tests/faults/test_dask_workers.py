@@ -11,7 +11,7 @@ from distributed import Client, LocalCluster
 
 from pipelines.config import parse_job
 from pipelines.run import run_job
-from tests.faults.conftest import assert_verifies, census, local_tree, lost_and_duplicated
+from tests.faults.helpers import assert_verifies, census, local_tree, lost_and_duplicated
 from tests.faults.kit import (
     ExecutionLog,
     WorkerKiller,

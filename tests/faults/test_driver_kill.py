@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.faults.conftest import assert_verifies, local_tree
+from tests.faults.helpers import assert_verifies, local_tree
 from tests.faults.kit import kill_tree, start_cli, wait_until
 
 

@@ -13,7 +13,7 @@ import yaml
 from pipelines.config import parse_job
 from pipelines.run import run_job
 from pipelines.testing.s3 import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
-from tests.faults.conftest import assert_verifies, make_job
+from tests.faults.helpers import assert_verifies, make_job
 
 SECRETS = (FAKE_ACCESS_KEY, FAKE_SECRET_KEY)
 

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.testing.corpus import documents, write_jsonl
 from pipelines.testing.measure import PeakRSS
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 DOC_MB = 20
 #: a worker process with everything imported and both tokenizer backends loaded (HF for

@@ -13,7 +13,7 @@ from pipelines.config import parse_job
 from pipelines.run import prepare, run_job, unit_options
 from pipelines.task import run_unit
 from pipelines import layout, storage
-from tests.faults.conftest import assert_verifies, local_tree
+from tests.faults.helpers import assert_verifies, local_tree
 from tests.faults.kit import start_cli
 
 

@@ -7,26 +7,26 @@ import yaml
 
 from pipelines.cli import main
 
-from .conftest import JOB_FILE, REPO, assert_no_credentials
+from .helpers import JOB_FILE, REPO, assert_no_credentials
 
 DASK = str(REPO / "cluster_specs/dask/general-1cpu.yaml")
 SPARK = str(REPO / "cluster_specs/spark/general-4core.yaml")
 
 
-def test_render_dask(capsys):
+def test_render_dask_prints_a_cluster_and_its_autoscaler(capsys):
     assert main(["render", "dask", str(JOB_FILE), "--profile", DASK]) == 0
     out = capsys.readouterr().out
     assert [d["kind"] for d in yaml.safe_load_all(out)] == ["DaskCluster", "DaskAutoscaler"]
     assert_no_credentials(out)
 
 
-def test_render_dask_job(capsys):
+def test_render_dask_job_prints_the_job_configmap_daskjob_and_autoscaler(capsys):
     assert main(["render", "dask", str(JOB_FILE), "--profile", DASK, "--job"]) == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
     assert kinds == ["ConfigMap", "DaskJob", "DaskAutoscaler"]
 
 
-def test_render_spark(capsys, tmp_path):
+def test_render_spark_prints_submit_pods_or_an_operator_app_or_writes_files(capsys, tmp_path):
     assert main(["render", "spark", str(JOB_FILE), "--profile", SPARK]) == 0
     out = capsys.readouterr().out
     assert "#   spark-submit --master k8s://https://kubernetes.default.svc" in out
@@ -61,7 +61,7 @@ def test_render_errors_exit_2(capsys, tmp_path):
     assert main(["render", "dask", str(JOB_FILE), "--profile", DASK, "--operator"]) == 2
 
 
-def test_validate(capsys, schema_dir, tmp_path, monkeypatch):
+def test_validate_passes_the_shipped_objects_and_names_a_bad_field_of_a_file(capsys, schema_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(["validate", "--schema-dir", str(schema_dir)]) == 0
     assert "0 problem(s)" in capsys.readouterr().out
@@ -83,7 +83,7 @@ def test_validate_without_schemas_is_a_usage_error(capsys, tmp_path, monkeypatch
     assert "has no crds/" in capsys.readouterr().err
 
 
-def test_check_scheduling(capsys, monkeypatch, tmp_path):
+def test_check_scheduling_explains_placement_and_price_and_catches_a_misspelt_pool(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
     prices = tmp_path / "prices.json"
     prices.write_text('{"m7i.16xlarge": 3.2256}')

@@ -6,7 +6,7 @@ from pipelines.kube.capacity.scheduling import Toleration
 from pipelines.kube.checks import feasibility
 from pipelines.kube.render import dask, spark
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_toleration_matching():
     assert Toleration(None, "Exists").tolerates(taint)
 
 
-def test_prices(tmp_path):
+def test_load_prices_reads_a_price_file(tmp_path):
     path = tmp_path / "prices.json"
     path.write_text('{"m6i.xlarge": 0.192}')
     assert feasibility.load_prices(path) == {"m6i.xlarge": 0.192}

@@ -5,7 +5,7 @@ from importlib import resources
 
 from pipelines.kube.capacity import instances
 from pipelines.kube.capacity.instances import instance_types
-from .conftest import REPO
+from .helpers import REPO
 
 TABLE = resources.files("pipelines.kube.capacity").joinpath(instances.TABLE_FILE)
 

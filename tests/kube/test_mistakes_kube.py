@@ -16,7 +16,7 @@ from pipelines.kube.checks import feasibility
 from pipelines.kube.checks.validate import sample_job, validate
 from pipelines.kube.render import dask, spark
 
-from .conftest import REPO
+from .helpers import REPO
 
 API = {"apiVersion": "tokenyard.io/v1alpha1", "image": "registry.example.com/tokenyard:0.1.0"}
 
@@ -123,7 +123,7 @@ def test_a_scheduler_no_stable_node_holds_is_refused_not_shrunk():
 def test_check_scheduling_says_when_a_worker_is_sized_down(capsys):
     from pipelines.cli import main
 
-    from .conftest import JOB_FILE
+    from .helpers import JOB_FILE
 
     assert main(["check-scheduling", str(JOB_FILE), "--profile",
                  str(REPO / "cluster_specs/dask/general-1cpu.yaml"),

@@ -2,7 +2,7 @@ from pipelines.kube.capacity import pools
 from pipelines.kube.capacity.instances import LABEL_CATEGORY, LABEL_FAMILY, LABEL_GENERATION
 from pipelines.kube.render import nodepools
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_shipped_nodepools_are_what_the_definitions_render():
@@ -50,7 +50,7 @@ def test_stable_pool_is_on_demand_and_tainted():
     assert stable.consolidation_policy == "WhenEmpty"
 
 
-def test_gpu_pool():
+def test_gpu_pool_offers_only_gpu_instances_behind_a_gpu_taint():
     gpu = pools.gpu_pool()
     assert _req(gpu, LABEL_CATEGORY).values == ("g", "p")
     assert any(t.key == "nvidia.com/gpu" for t in gpu.taints)

@@ -10,7 +10,7 @@ from pipelines.kube.checks import podsecurity
 from pipelines.kube.checks.validate import embedded_pod_specs, object_problems
 from pipelines.kube.render import dask, spark, yamlio
 
-from .conftest import assert_no_credentials, check_golden
+from .helpers import assert_no_credentials, check_golden
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def all_rendered(dask_cluster, dask_job, spark_submit, spark_operator):
             "spark-submit.yaml": spark_submit.objects(), "spark-operator.yaml": spark_operator}
 
 
-def test_golden(dask_cluster, dask_job, spark_submit, spark_operator):
+def test_every_render_matches_its_golden_file(dask_cluster, dask_job, spark_submit, spark_operator):
     for name, objects in all_rendered(dask_cluster, dask_job, spark_submit, spark_operator).items():
         check_golden(name, yamlio.dump_all(objects))
     check_golden("spark-submit.conf", spark.properties_text(spark_submit.conf)
@@ -130,7 +130,7 @@ def test_dask_env_routes_parse_as_dask_config(dask_cluster):
 def test_fixed_count_profile_has_no_autoscaler(job):
     from pipelines.kube.capacity.profiles import load_profile
 
-    from .conftest import REPO
+    from .helpers import REPO
     objects = dask.render(job, load_profile(REPO / "cluster_specs/dask/compute-1cpu.yaml"))
     assert [o["kind"] for o in objects] == ["DaskCluster"]
     assert objects[0]["spec"]["worker"]["replicas"] == 80
@@ -140,7 +140,7 @@ def test_fixed_count_profile_has_no_autoscaler(job):
 def test_shipped_dask_profiles_are_one_cpu_workers(job, name):
     from pipelines.kube.capacity.profiles import load_profile
 
-    from .conftest import REPO
+    from .helpers import REPO
     profile = load_profile(REPO / f"cluster_specs/dask/{name}.yaml")
     assert profile.worker.cpus == 1
     container = dask.render(job, profile)[0]["spec"]["worker"]["spec"]["containers"][0]
@@ -183,7 +183,7 @@ def test_local_paths_cannot_run_in_pods(dask_profile):
     from pipelines.config import load_job
     from pipelines.errors import ConfigError
 
-    from .conftest import REPO
+    from .helpers import REPO
     local = load_job(REPO / "jobs" / "quickstart.yaml")
     with pytest.raises(ConfigError, match="pods on Kubernetes cannot read"):
         dask.render(local, dask_profile, as_job=True)
@@ -208,7 +208,7 @@ def test_spark_submit_conf(spark_submit):
     assert spark_submit.command[-4:] == ["run", "/etc/tokenyard/job.yaml", "--engine", "spark"]
 
 
-def test_spark_placement(spark_submit, spark_operator):
+def test_spark_driver_stays_on_stable_nodes_and_executors_select_their_memory_class(spark_submit, spark_operator):
     driver, executor = spark_submit.driver_template, spark_submit.executor_template
     assert driver["metadata"]["annotations"][DO_NOT_DISRUPT] == "true"
     assert driver["spec"]["nodeSelector"] == {LABEL_POOL: "stable"}

@@ -8,7 +8,7 @@ from pipelines.kube.render import dask as kdask
 from pipelines.kube.retire import api_base, main, retire, retire_pod
 
 
-def test_api_base():
+def test_api_base_is_the_schedulers_dashboard_api_from_its_tcp_address():
     assert api_base("tcp://books-scheduler.tokenyard.svc.cluster.local:8786") == \
         "http://books-scheduler.tokenyard.svc.cluster.local:8787/api/v1"
 

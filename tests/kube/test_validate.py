@@ -6,7 +6,7 @@ from pipelines.kube.capacity import pools
 from pipelines.kube.checks.validate import object_problems, validate
 from pipelines.kube.render import nodepools
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def _rules(obj, schemas):
@@ -111,7 +111,7 @@ def test_files_and_job_files(tmp_path, schema_dir):
     assert "missing.yaml: no such file" in text
 
 
-def test_eksctl_schema(schemas):
+def test_eksctl_cluster_file_passes_its_schema_and_a_misspelt_key_does_not(schemas):
     import yaml
 
     config = yaml.safe_load((REPO / "cluster_specs/eks-cluster.yaml").read_text())

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.errors import ConfigError, DatasetError
 from pipelines.training.dataset import Order, SequenceDataset
-from tests.training.conftest import SEQ_LEN, delivered
+from tests.training.helpers import SEQ_LEN, delivered
 
 
 def source_of(item: np.ndarray, a: set, b: set) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipelines.training.dataset import Order, SequenceDataset
-from tests.training.conftest import SEQ_LEN, delivered
+from tests.training.helpers import SEQ_LEN, delivered
 
 SEED = 5
 BATCH = 4

@@ -18,7 +18,7 @@ from pipelines.storage import RetryPolicy
 from pipelines.training.cache import CacheSettings
 from pipelines.training.dataset import Order, SequenceDataset
 from tests.faults.kit import FaultProxy, wait_until
-from tests.training.conftest import SEQ_LEN, delivered, upload
+from tests.training.helpers import SEQ_LEN, delivered, upload
 
 SEED = 3
 #: quick retries for tests: the defaults wait patiently, for training jobs

@@ -7,7 +7,7 @@ import pytest
 from pipelines.errors import ConfigError, TokenizerError, TokenizerMismatchError
 from pipelines.training.dataset import SequenceDataset
 from pipelines.training.tokenizer import TokenizerSpec
-from tests.training.conftest import SEQ_LEN
+from tests.training.helpers import SEQ_LEN
 
 
 def test_the_models_tokenizer_is_accepted(dataset_a, tok_path):

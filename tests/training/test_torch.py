@@ -11,8 +11,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-from tests.training.conftest import SEQ_LEN, delivered
+from tests.helpers import REPO
+from tests.training.helpers import SEQ_LEN, delivered
 
 torch = pytest.importorskip("torch")
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from pipelines.training.dataset import Order, SequenceDataset
 from pipelines.training.windows import WindowGrid
-from tests.training.conftest import SEQ_LEN
+from tests.training.helpers import SEQ_LEN
 
 
 def megatron_samples(sizes: np.ndarray, documents: list[np.ndarray], seq_len: int):
