@@ -71,7 +71,9 @@ def _read_in_process(args) -> tuple[int, bytes]:
 
 def test_processes_of_a_node_download_each_shard_once(s3, dataset_a, tmp_path):
     uri = upload(s3, dataset_a, "data/a")
-    ctx = multiprocessing.get_context("fork")
+    # spawned, as a node's training processes are: a fork of this process would copy the
+    # locks its threads (moto's server, the Dask loop) hold, and could hang in the child
+    ctx = multiprocessing.get_context("spawn")
     processes = 3
     with ctx.Manager() as manager, ctx.Pool(processes) as pool:
         barrier = manager.Barrier(processes)   # all start reading at once
