@@ -194,6 +194,7 @@ def raw_rate(fn, paths: list[Path], tokenizer: Path, cores: int) -> dict:
 def pipeline_rate(root: Path, tokenizer: Path, engine: str, backend: str, run_no: int,
                   cache: Path) -> dict:
     out = root / f"out-{engine}-{backend}-{run_no}"
+    shutil.rmtree(out, ignore_errors=True)  # a whole run each time, never a resumed one
     job = {
         "name": "bench",  # the same job whatever the engine or backend: identical bytes
         "input": {"uri": str(root / "raw" / "*.jsonl")},

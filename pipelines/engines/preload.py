@@ -3,10 +3,10 @@
 The local engine starts its worker processes from a fork server (where the platform has
 one) whose environment names a file holding the job's unit options and tokenizer bytes
 (``TOKENYARD_PRELOAD``). Importing this module there imports the worker code and loads
-both tokenizer backends once; every worker then forks from the server with them loaded,
-instead of importing and loading them again (fastokens takes a few tenths of a second to
-load a tokenizer). The server never encodes, so no tokenizer thread pool exists when it
-forks. Nothing here may fail: a worker loads what it needs itself anyway.
+the tokenizer backends the run may use (:func:`pipelines.task.warm_backends`) once;
+every worker then forks from the server with them loaded, instead of importing and
+loading them again (fastokens takes a few tenths of a second to load a tokenizer). The
+server never encodes, so no tokenizer thread pool exists when it forks. Nothing here may fail: a worker loads what it needs itself anyway.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ def _preload() -> None:
         return
     try:
         from pipelines import worker_env
+        from pipelines.task import warm_backends
         from pipelines.tokenize import get_encoder
 
         worker_env.apply(override=True)
         with open(path, "rb") as f:
             options, data = pickle.load(f)
-        for backend in ("hf", "fastokens"):
+        for backend in warm_backends(options):
             get_encoder(data, eos=options.eos, bos=options.bos,
                         max_segment_chars=options.max_segment_chars,
                         name=options.tokenizer_path, backend=backend,
