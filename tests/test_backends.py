@@ -192,3 +192,37 @@ def test_a_planted_mismatch_is_caught_naming_the_document_and_position(monkeypat
     assert "document 1 of unit 000007" in message and "first difference at token 3" in message
     assert "first short document" in message and "tokenizer.backend to hf" in message
     json.dumps(err.__reduce__()[1][1]["message"])  # it travels back from workers
+
+
+
+@pytest.mark.parametrize("requested, fastokens_loaded", [("hf", False), ("auto", True),
+                                                         ("fastokens", True)])
+def test_workers_warm_up_only_the_backends_the_job_may_use(tmp_path, tokenizer_file,
+                                                           requested, fastokens_loaded):
+    """A job that asks for HF never loads fastokens into its workers (measured: an HF
+    worker with a fastokens tokenizer loaded beside it used ~35% more CPU per token)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, make_job
+
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(make_job(str(tmp_path), str(tokenizer_file), str(tmp_path / "out"),
+                                       **{"tokenizer.backend": requested})))
+    code = (
+        "import sys\n"
+        "from pipelines.config import load_job\n"
+        "from pipelines.plan import make_plan\n"
+        "from pipelines.run import read_tokenizer, storage_of, unit_options\n"
+        "from pipelines.task import warm_up\n"
+        f"job = load_job({str(job)!r})\n"
+        "storage = storage_of(job)\n"
+        "data, facts = read_tokenizer(job, storage)\n"
+        "plan = make_plan(job, facts, storage)\n"
+        "warm_up(unit_options(job, plan, storage))\n"
+        "print('fastokens' in sys.modules)\n")
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == str(fastokens_loaded)

@@ -6,7 +6,8 @@ one) whose environment names a file holding the job's unit options and tokenizer
 the tokenizer backends the run may use (:func:`pipelines.task.warm_backends`) once;
 every worker then forks from the server with them loaded, instead of importing and
 loading them again (fastokens takes a few tenths of a second to load a tokenizer). The
-server never encodes, so no tokenizer thread pool exists when it forks. Nothing here may fail: a worker loads what it needs itself anyway.
+server never encodes, so no tokenizer thread pool exists when it forks. Nothing here may
+fail: a worker loads what it needs itself anyway.
 """
 
 from __future__ import annotations
