@@ -195,7 +195,10 @@ def test_a_resumed_run_counts_only_its_own_tokens_as_throughput(job_file, capsys
     assert f"this run 1 unit(s), {redo['tokens']:,} tokens" in printed
     [record] = [json.loads(p.read_text()) for p in sorted((out / "_runs").glob("*.json"))][-1:]
     assert record["tokens"] == redo["tokens"] and record["dataset_tokens"] == total
-    assert record["tokens_per_s"] == pytest.approx(redo["tokens"] / record["seconds"], rel=0.01)
+    # the record keeps seconds to the millisecond, so a run of a tenth of a second can be a
+    # few percent off; counting every unit's tokens would be off by the number of units
+    assert record["tokens_per_s"] == pytest.approx(redo["tokens"] / record["seconds"], rel=0.1)
+    assert len(manifest["shards"]) >= 3
 
 
 def test_train_tokenizer_never_replaces_a_tokenizer_silently(job_file, tokenizer_file, capsys):
