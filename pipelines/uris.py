@@ -183,11 +183,14 @@ def check_endpoint(value: object, field: str) -> str:
     host = _HOST_PORT.match(netloc.rsplit("@", 1)[-1])
     if not netloc or host is None or not host.group("host"):
         raise _fail(field, value, "names no host.", hint)
-    port = host.group("port")
+    _check_port(host.group("port"), field, value, hint)
+    return value
+
+
+def _check_port(port: str | None, field: str, value: str, hint: str) -> None:
     if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
         raise _fail(field, value, f"has the port {port!r}, which is not a number from 1 to "
                     "65535.", hint)
-    return value
 
 
 def check_endpoint_env(environ: dict | None = None) -> None:
@@ -217,10 +220,7 @@ def check_scheduler_address(value: object, field: str) -> str:
     host = _HOST_PORT.match(rest.rstrip("/"))
     if host is None or not host.group("host"):
         raise _fail(field, value, "names no host.", hint)
-    port = host.group("port")
-    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
-        raise _fail(field, value, f"has the port {port!r}, which is not a number from 1 to "
-                    "65535.", hint)
+    _check_port(host.group("port"), field, value, hint)
     return value
 
 

@@ -42,3 +42,17 @@ def local_tree(root: Path) -> dict[str, bytes]:
     """Every file under a local output prefix, except run records."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and not str(p.relative_to(root)).startswith("_runs")}
+
+
+def set_spark_env(mp, endpoint: str) -> None:
+    """What a Spark JVM and its Python workers must inherit (on ``mp``, a MonkeyPatch)
+    before the session starts: the fake AWS chain, the loopback S3 endpoint, a loopback
+    bind address. The JVM outlives its session, so every Spark test sets the same."""
+    from pipelines.testing.s3 import AWS_ENV, AWS_ENV_REMOVED
+
+    for key in AWS_ENV_REMOVED:
+        mp.delenv(key, raising=False)
+    for key, value in AWS_ENV.items():
+        mp.setenv(key, value)
+    mp.setenv("AWS_ENDPOINT_URL", endpoint)
+    mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")

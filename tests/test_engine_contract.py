@@ -11,8 +11,8 @@ import threading
 import pytest
 
 from pipelines.config import EngineConfig
-from pipelines.testing.s3 import AWS_ENV, AWS_ENV_REMOVED
 from tests.engine_contract import WORKERS, EngineContract, Held, Recorder, written
+from tests.helpers import set_spark_env
 
 
 class TestLocalEngine(EngineContract):
@@ -78,12 +78,7 @@ class TestSparkEngine(EngineContract):
         from pipelines.engines.spark import SparkEngine
 
         with pytest.MonkeyPatch.context() as mp:
-            for key in AWS_ENV_REMOVED:
-                mp.delenv(key, raising=False)
-            for key, value in AWS_ENV.items():
-                mp.setenv(key, value)
-            mp.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
-            mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+            set_spark_env(mp, s3_server.endpoint)
             owner = SparkEngine(EngineConfig(kind="spark", spark_master=f"local[{WORKERS}]"))
             with owner:
                 yield owner.spark

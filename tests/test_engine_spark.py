@@ -27,8 +27,8 @@ from pipelines.errors import InputError, RunFailedError
 from pipelines.formats import iter_documents
 from pipelines.run import run_job
 from pipelines.testing.corpus import write_jsonl
-from pipelines.testing.s3 import AWS_ENV, AWS_ENV_REMOVED
-from tests.helpers import REPO
+from pipelines.testing.s3 import AWS_ENV
+from tests.helpers import REPO, set_spark_env
 
 pytest.importorskip("pyspark")
 pytestmark = pytest.mark.spark
@@ -74,12 +74,7 @@ class Recorder:
 def spark_env(s3_server):
     """What the Spark JVM and its Python workers inherit: set before any session starts."""
     with pytest.MonkeyPatch.context() as mp:
-        for key in AWS_ENV_REMOVED:
-            mp.delenv(key, raising=False)
-        for key, value in AWS_ENV.items():
-            mp.setenv(key, value)
-        mp.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
-        mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+        set_spark_env(mp, s3_server.endpoint)
         yield
 
 

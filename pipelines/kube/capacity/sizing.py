@@ -16,6 +16,7 @@ keeps a node's cores idle.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipelines.errors import ProfileFitError
@@ -201,3 +202,12 @@ def size_core_worker(memory_bytes: int, *, what: str, source: str | None = None)
     return PodSize(pool=pool, memory_class=cls, cpus=1, cpu_request_m=cpu_request,
                    memory_bytes=memory, node_vcpu=smallest.vcpu, fits_on=fits_on,
                    asked_memory_bytes=memory_bytes, per_core=True)
+
+
+def sized(role: str, size: Callable[[], PodSize]) -> PodSize:
+    """``size()``, with a :class:`ProfileFitError` told which pod (``role``) did not fit."""
+    try:
+        return size()
+    except ProfileFitError as err:
+        err.role = role
+        raise

@@ -17,7 +17,6 @@ worker per pod (it maps a retired worker's name to the Deployment of that name, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from pipelines.kube.capacity import fit
 from pipelines.kube.capacity.pools import CLASSES, stable_pool
 from pipelines.kube.capacity.profiles import DaskProfile
 from pipelines.kube.capacity.scheduling import PodShape
-from pipelines.kube.capacity.sizing import PodSize, size_core_worker, size_pod
+from pipelines.kube.capacity.sizing import PodSize, sized, size_core_worker, size_pod
 from pipelines.kube.render import podspec
 
 API_VERSION = "kubernetes.dask.org/v1"
@@ -106,14 +105,6 @@ def _memory_text(n: int) -> str:
     return f"{gib}Gi" if not rest else f"{-(-n // 2**20)}Mi"
 
 
-def _sized(role: str, size: Callable[[], PodSize]) -> PodSize:
-    try:
-        return size()
-    except ProfileFitError as err:
-        err.role = role
-        raise
-
-
 def _changes(err: ProfileFitError, profile: DaskProfile) -> list[fit.Change]:
     if err.changes:  # check_worker_cpus says its own
         return [fit.Change(text, patch) for text, patch in zip(err.fits, err.changes)]
@@ -129,12 +120,12 @@ def _plan(job: JobConfig, profile: DaskProfile, source: str | None) -> DaskPlan:
         name=podspec.object_name(job),
         namespace=profile.namespace,
         profile=profile,
-        scheduler=_sized("scheduler", lambda: size_pod(
+        scheduler=sized("scheduler", lambda: size_pod(
             profile.scheduler.cpus, profile.scheduler.memory_bytes, stable, memory_class=None,
             shrink_memory=False, what="the Dask scheduler", source=source)),
-        worker=_sized("worker", lambda: size_core_worker(
+        worker=sized("worker", lambda: size_core_worker(
             profile.worker.memory_bytes, what="a Dask worker", source=source)),
-        runner=_sized("runner", lambda: size_pod(
+        runner=sized("runner", lambda: size_pod(
             profile.runner.cpus, profile.runner.memory_bytes, stable, memory_class=None,
             shrink_memory=False, what="the job runner", source=source)),
     )

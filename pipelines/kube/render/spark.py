@@ -13,20 +13,18 @@ executor failure limits allow for spot losses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pipelines.config import JobConfig
 from pipelines.engines.limits import (SPARK_STAGE_MAX_CONSECUTIVE_ATTEMPTS,
                                       SPARK_TASK_MAX_FAILURES, spark_executor_max_failures)
-from pipelines.errors import ProfileFitError
 from pipelines.kube.capacity import fit
 from pipelines.kube.capacity.pools import stable_pool
 from pipelines.kube.capacity.profiles import SparkProfile
 from pipelines.kube.capacity.quantity import MIB, format_cpu
 from pipelines.kube.capacity.scheduling import PodShape
-from pipelines.kube.capacity.sizing import PodSize, size_pod, size_worker
+from pipelines.kube.capacity.sizing import PodSize, sized, size_pod, size_worker
 from pipelines.kube.render import podspec
 
 MASTER = "k8s://https://kubernetes.default.svc"
@@ -58,24 +56,16 @@ class SparkPlan:
         return f"{self.name}-job"
 
 
-def _sized(role: str, size: Callable[[], PodSize]) -> PodSize:
-    try:
-        return size()
-    except ProfileFitError as err:
-        err.role = role
-        raise
-
-
 def _plan(job: JobConfig, profile: SparkProfile, source: str | None) -> SparkPlan:
     d, e = profile.driver, profile.executor
     return SparkPlan(
         name=podspec.object_name(job),
         namespace=profile.namespace,
         profile=profile,
-        driver=_sized("driver", lambda: size_pod(
+        driver=sized("driver", lambda: size_pod(
             d.cores, d.pod_memory_bytes, stable_pool(), memory_class=None, shrink_memory=False,
             source=source, what="the Spark driver (spark.driver.memory + memoryOverhead)")),
-        executor=_sized("executor", lambda: size_worker(
+        executor=sized("executor", lambda: size_worker(
             e.cores, e.pod_memory_bytes, shrink_memory=False, source=source,
             what="a Spark executor (spark.executor.memory + memoryOverhead + "
                  "spark.executor.pyspark.memory)")),
