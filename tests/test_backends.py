@@ -207,7 +207,8 @@ def test_workers_warm_up_only_the_backends_the_job_may_use(tmp_path, tokenizer_f
     from tests.helpers import REPO, make_job
 
     job = tmp_path / "job.json"
-    job.write_text(json.dumps(make_job(str(tmp_path), str(tokenizer_file), str(tmp_path / "out"),
+    job.write_text(json.dumps(make_job(str(tmp_path / "raw"), str(tokenizer_file),
+                                       str(tmp_path / "out"),
                                        **{"tokenizer.backend": requested})))
     code = (
         "import sys\n"
@@ -221,7 +222,8 @@ def test_workers_warm_up_only_the_backends_the_job_may_use(tmp_path, tokenizer_f
         "plan = make_plan(job, facts, storage)\n"
         "warm_up(unit_options(job, plan, storage))\n"
         "print('fastokens' in sys.modules)\n")
-    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.jsonl").write_text('{"text": "x"}\n')
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
